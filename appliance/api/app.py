@@ -1,0 +1,216 @@
+"""The FastAPI application. Thin: validation and HTTP shapes here, decisions in the service."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from typing import Any, AsyncIterator, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from appliance.api.limits import BodyLimit
+from appliance.api.schemas import ChatCompletionRequest
+from appliance.chat import Accepted, Answered, AnswerJob, ChatService, Failed, Question
+from appliance.config import Settings
+from appliance.errors import GembaError, RequestError
+from appliance.inference.protocol import Piece
+from appliance.inference.scheduler import Busy
+
+_STOP_LIMIT = 8
+_STOP_CHARS = 64
+
+
+def create_app(service: ChatService, settings: Settings,
+               health: Callable[[], dict[str, Any]]) -> FastAPI:
+    app = FastAPI(title="Gemba appliance API", version="1", docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, max_bytes=settings.daemon.max_body_bytes)
+    api_key = settings.daemon.api_key
+
+    @app.middleware("http")
+    async def require_key(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if api_key and request.url.path != "/healthz":
+            sent = request.headers.get("authorization", "")
+            expected = f"Bearer {api_key}"
+            if not hmac.compare_digest(sent.encode(), expected.encode()):
+                return _error(401, "unauthorized", "a valid API key is required",
+                              "send the appliance's key as `Authorization: Bearer KEY`")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _validation_error(exc.errors())
+
+    @app.exception_handler(GembaError)
+    async def gemba_error(_: Request, exc: GembaError) -> JSONResponse:
+        return _gemba_error(exc)
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        body = health()
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": service.model_id, "object": "model",
+                                            "owned_by": "gemba",
+                                            "sha256": service.model_sha256}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        body = await _parse(request)
+        question = _question(body, service, settings)
+        job = service.submit(question)
+        first = await _first_event(job)
+        if isinstance(first, Failed):
+            return _gemba_error(first.error)
+        if body.stream:
+            return StreamingResponse(_sse(job, first, service.model_id), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache",
+                                              "X-Accel-Buffering": "no"})
+        return await _complete(job, first, service.model_id)
+
+    @app.post("/v1/appliance/answers/{job_id}/cancel")
+    async def cancel(job_id: int) -> dict[str, Any]:
+        job = service.jobs.get(job_id)
+        if job is None:
+            return {"cancelled": False, "detail": "no answer in progress with that id"}
+        job.cancel()
+        return {"cancelled": True}
+
+    return app
+
+
+async def _parse(request: Request) -> ChatCompletionRequest:
+    raw = await request.body()
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(
+            exc, json.JSONDecodeError) else ""
+        raise RequestError(f"the request body is not valid JSON{where}: {exc}",
+                           "send a JSON object in the OpenAI chat completions shape") from exc
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object",
+                           "send {\"messages\": [{\"role\": \"user\", \"content\": \"…\"}]}")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from exc
+
+
+def _question(body: ChatCompletionRequest, service: ChatService, settings: Settings) -> Question:
+    if body.model not in (None, service.model_id, "gemba", "default"):
+        raise RequestError(f"model '{body.model}' is not loaded on this appliance "
+                           f"(loaded: {service.model_id})",
+                           "omit `model` or use the id from GET /v1/models")
+    if body.messages[-1].role != "user":
+        raise RequestError("the last message must come from the user (role 'user')",
+                           "end `messages` with the question to answer")
+    stops = body.stop_strings()
+    if len(stops) > _STOP_LIMIT or any(len(s) > _STOP_CHARS or not s for s in stops):
+        raise RequestError(f"field 'stop': at most {_STOP_LIMIT} non-empty strings of at most "
+                           f"{_STOP_CHARS} characters", "send fewer or shorter stop strings")
+    gen = settings.generation
+    wanted = body.max_completion_tokens or body.max_tokens or gen.max_tokens
+    return Question(
+        messages=tuple({"role": m.role, "content": m.content} for m in body.messages),
+        max_tokens=min(wanted, gen.max_tokens_limit),
+        temperature=gen.temperature if body.temperature is None else body.temperature,
+        top_p=0.95 if body.top_p is None else body.top_p,
+        stop=stops, seed=body.seed, conversation_id=body.conversation_id, operator=body.user)
+
+
+async def _first_event(job: AnswerJob) -> Any:
+    try:
+        return await job.events.get()
+    except BaseException:
+        job.cancel()  # the client left while the question waited
+        raise
+
+
+def _chunk(job: AnswerJob, model_id: str, delta: dict[str, str], finish: str | None = None,
+           **extra: Any) -> str:
+    body = {"id": f"chatcmpl-{job.id}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model_id,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+async def _sse(job: AnswerJob, first: Accepted, model_id: str) -> AsyncIterator[str]:
+    try:
+        yield _chunk(job, model_id, {"role": "assistant", "content": ""},
+                     gemba={"answer_id": job.id, "conversation_id": first.conversation_id,
+                            "prompt_tokens": first.prompt_tokens})
+        while True:
+            event = await job.events.get()
+            if isinstance(event, Piece):
+                yield _chunk(job, model_id, {"content": event.text})
+            elif isinstance(event, Answered):
+                yield _chunk(job, model_id, {}, event.record.finish_reason,
+                             usage=_usage(event), gemba=_gemba(event))
+                break
+            elif isinstance(event, Failed):
+                yield f"data: {json.dumps({'error': event.error.to_dict()})}\n\n"
+                break
+        yield "data: [DONE]\n\n"
+    finally:
+        job.cancel()  # no-op when finished; stops generation when the client went away
+
+
+async def _complete(job: AnswerJob, first: Accepted, model_id: str) -> JSONResponse:
+    try:
+        while True:
+            event = await job.events.get()
+            if isinstance(event, Answered):
+                break
+            if isinstance(event, Failed):
+                return _gemba_error(event.error)
+    finally:
+        job.cancel()
+    record = event.record
+    return JSONResponse({
+        "id": f"chatcmpl-{job.id}", "object": "chat.completion", "created": int(time.time()),
+        "model": model_id,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": record.content},
+                     "finish_reason": record.finish_reason}],
+        "usage": _usage(event), "gemba": _gemba(event)})
+
+
+def _usage(event: Answered) -> dict[str, int]:
+    r = event.record
+    return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens}
+
+
+def _gemba(event: Answered) -> dict[str, Any]:
+    r = event.record
+    return {"conversation_id": event.conversation_id, "message_id": event.message_id,
+            "model_id": r.model_id, "model_sha256": r.model_sha256, "finish_reason": r.finish_reason,
+            "engine_ttft_s": r.ttft_s, "tok_per_s": r.tok_per_s}
+
+
+def _error(status: int, kind: str, message: str, hint: str = "",
+           headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"type": kind, "message": message, "hint": hint, **extra}},
+                        status_code=status, headers=headers)
+
+
+def _gemba_error(exc: GembaError) -> JSONResponse:
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Busy) else None
+    return _error(exc.http_status, exc.kind, exc.message, exc.hint, headers)
+
+
+def _validation_error(errors: Any) -> JSONResponse:
+    first = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    field = ".".join(location) or "body"
+    if first.get("type") == "extra_forbidden":
+        message = f"field '{field}' is not accepted by this API"
+    else:
+        message = f"field '{field}': {first.get('msg')}"
+    return _error(400, "invalid_request", message,
+                  "see docs/api.md for the accepted fields and their ranges", param=field)

@@ -1,0 +1,122 @@
+"""HTTP client for the appliance API, used by `gemba ask`, the console and tests.
+
+Synchronous on purpose: the console calls it from thread workers, the CLI from its main thread.
+API errors come back as the same `GembaError` kinds the daemon raised.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import httpx
+
+from appliance import errors
+from appliance.errors import DaemonUnavailable, GembaError
+
+
+@dataclass(frozen=True)
+class Started:
+    answer_id: int
+    conversation_id: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    finish_reason: str
+    usage: dict[str, int]
+    gemba: dict[str, Any]
+
+
+StreamEvent = Started | Text | Done
+
+
+def _error_classes() -> dict[str, type[GembaError]]:
+    found: dict[str, type[GembaError]] = {}
+    pending: list[type[GembaError]] = [GembaError]
+    while pending:
+        cls = pending.pop()
+        found[cls.kind] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def error_from_body(status: int, body: Any) -> GembaError:
+    detail = body.get("error", {}) if isinstance(body, dict) else {}
+    cls = _error_classes().get(detail.get("type", ""), GembaError)
+    error = GembaError.__new__(cls)
+    GembaError.__init__(error, detail.get("message") or f"the appliance answered HTTP {status}",
+                        detail.get("hint", ""))
+    if cls is GembaError and status == 400:
+        error.exit_code = 65
+    return error
+
+
+class ApplianceClient:
+    def __init__(self, base_url: str, api_key: str | None = None,
+                 timeout_s: float = 600.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers=headers,
+                                  timeout=httpx.Timeout(timeout_s, connect=5.0), trust_env=False)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def health(self) -> dict[str, Any] | None:
+        """The daemon's /healthz body (also while loading), or None when nothing answers."""
+        try:
+            response = self._http.get("/healthz", timeout=2.0)
+            return response.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def stream_chat(self, messages: list[dict[str, str]], **params: Any) -> Iterator[StreamEvent]:
+        body = {"messages": messages, "stream": True,
+                **{k: v for k, v in params.items() if v is not None}}
+        try:
+            with self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise error_from_body(response.status_code, _json(response.text))
+                yield from _events(response.iter_lines())
+        except httpx.TransportError as exc:
+            raise DaemonUnavailable(f"lost the connection to the appliance at {self.base_url}: "
+                                    f"{exc}", "check that `gemba serve` is running") from exc
+
+    def cancel(self, answer_id: int) -> None:
+        self._http.post(f"/v1/appliance/answers/{answer_id}/cancel")
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _events(lines: Iterator[str]) -> Iterator[StreamEvent]:
+    for line in lines:
+        if not line.startswith("data: "):
+            continue
+        payload = line[6:]
+        if payload == "[DONE]":
+            return
+        chunk = json.loads(payload)
+        if "error" in chunk:
+            raise error_from_body(200, chunk)
+        choice = chunk["choices"][0]
+        if "gemba" in chunk and choice["finish_reason"] is None:
+            info = chunk["gemba"]
+            yield Started(info["answer_id"], info["conversation_id"], info["prompt_tokens"])
+        if choice["delta"].get("content"):
+            yield Text(choice["delta"]["content"])
+        if choice["finish_reason"] is not None:
+            yield Done(choice["finish_reason"], chunk.get("usage", {}), chunk.get("gemba", {}))

@@ -1,0 +1,198 @@
+"""Settings from one TOML file, with a default for everything, and the paths the appliance uses.
+
+Paths: everything under `GEMBA_HOME` when it is set (one folder per appliance, easy to back up);
+otherwise the XDG base directories. Unknown keys and wrong types are errors that name the file
+and the key. Each field's docstring is its documentation (`gemba config show` prints it).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from appliance.errors import ConfigError
+
+DEFAULT_MODEL_ID = "smollm2-135m-instruct-q4_1"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class DaemonSettings(_Section):
+    host: str = "127.0.0.1"
+    """Address the API listens on. Loopback by default; a LAN address needs api_key."""
+    port: int = Field(8765, ge=1, le=65535)
+    """TCP port of the API."""
+    idle_timeout_s: float = Field(1800.0, ge=0)
+    """A daemon started by `gemba ask`/`console` stops after this many idle seconds (0: never)."""
+    max_queue: int = Field(8, ge=0, le=1000)
+    """Requests that may wait for the engine; more get 503 with Retry-After."""
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    """Largest request body accepted; larger ones get 413 before parsing."""
+    api_key: str | None = None
+    """Key clients must send as `Authorization: Bearer …` (required off loopback)."""
+
+
+class ModelSettings(_Section):
+    id: str = DEFAULT_MODEL_ID
+    """Catalog id of the model the daemon loads (`gemba models` lists them)."""
+    n_ctx: int = Field(2048, ge=128, le=1_048_576)
+    """Context window in tokens (prompt plus answer)."""
+    n_threads: int | None = Field(None, ge=1, le=1024)
+    """CPU threads for decoding; unset means one per physical core."""
+    n_batch: int = Field(512, ge=1, le=65536)
+    """Tokens evaluated per batch while reading the prompt."""
+    n_gpu_layers: int = Field(0, ge=-1)
+    """Layers offloaded to the GPU (0: CPU only, -1: all)."""
+
+
+class GenerationSettings(_Section):
+    max_tokens: int = Field(512, ge=1)
+    """Answer length when a request does not say."""
+    max_tokens_limit: int = Field(2048, ge=1)
+    """Largest answer a request may ask for; larger requests are clamped to this."""
+    temperature: float = Field(0.2, ge=0.0, le=2.0)
+    """Sampling temperature when a request does not say (low: steady, factual answers)."""
+    system_prompt: str = (
+        "You are Gemba, an assistant for plant operators and engineers. "
+        "Answer briefly and precisely. If you are not sure, say so."
+    )
+    """Instruction placed before every conversation."""
+
+
+class Settings(_Section):
+    daemon: DaemonSettings = DaemonSettings()
+    model: ModelSettings = ModelSettings()
+    generation: GenerationSettings = GenerationSettings()
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Where the appliance keeps its files."""
+
+    config_file: Path
+    data_dir: Path
+    models_dir: Path
+    run_dir: Path
+    log_dir: Path
+
+    @property
+    def db_file(self) -> Path:
+        return self.data_dir / "gemba.db"
+
+    @property
+    def daemon_state_file(self) -> Path:
+        return self.run_dir / "daemon.json"
+
+    @property
+    def daemon_start_error_file(self) -> Path:
+        return self.run_dir / "daemon-start-error.json"
+
+    @property
+    def daemon_log_file(self) -> Path:
+        return self.log_dir / "daemon.log"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Paths:
+        env = os.environ if environ is None else environ
+        home = env.get("GEMBA_HOME")
+        if home:
+            root = Path(home).expanduser()
+            paths = cls(root / "config.toml", root / "data", root / "models", root / "run",
+                        root / "logs")
+        else:
+            user_home = Path(env.get("HOME", "~")).expanduser()
+            config = Path(env.get("XDG_CONFIG_HOME") or user_home / ".config") / "gemba"
+            data = Path(env.get("XDG_DATA_HOME") or user_home / ".local/share") / "gemba"
+            state = Path(env.get("XDG_STATE_HOME") or user_home / ".local/state") / "gemba"
+            paths = cls(config / "config.toml", data, data / "models", state / "run",
+                        state / "logs")
+        if env.get("GEMBA_CONFIG"):
+            paths = cls(Path(env["GEMBA_CONFIG"]).expanduser(), paths.data_dir,
+                        paths.models_dir, paths.run_dir, paths.log_dir)
+        return paths
+
+    def ensure(self) -> None:
+        for folder in (self.data_dir, self.models_dir, self.run_dir, self.log_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True)
+class SettingRow:
+    """One effective setting for `gemba config show`."""
+
+    key: str
+    value: Any
+    source: str
+    doc: str
+
+
+def load_settings(config_file: Path) -> Settings:
+    """Read the TOML file (missing file: all defaults) into validated settings."""
+    return _validate(_read_toml(config_file), config_file)
+
+
+def _read_toml(config_file: Path) -> dict[str, Any]:
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config file {config_file}: {exc}",
+                          "check the file's permissions and that it is UTF-8 text") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_file} is not valid TOML: {exc}",
+                          "fix the line named above; `gemba config show` checks it") from exc
+
+
+def _validate(raw: dict[str, Any], config_file: Path) -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors()]
+        raise ConfigError(
+            f"{config_file}: " + "; ".join(problems),
+            "correct or remove the key; `gemba config show` lists every key with its default",
+        ) from exc
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    location = [str(part) for part in error["loc"]]
+    key = ".".join(location)
+    if error["type"] == "extra_forbidden":
+        allowed = _allowed_keys(location[:-1])
+        return f"unknown key '{key}' (allowed here: {', '.join(allowed)})"
+    return f"key '{key}': {error['msg']} (got {error.get('input')!r})"
+
+
+def _allowed_keys(section_path: list[str]) -> list[str]:
+    model: type[BaseModel] = Settings
+    for part in section_path:
+        field = model.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type) \
+                or not issubclass(field.annotation, BaseModel):
+            return sorted(model.model_fields)
+        model = field.annotation
+    return sorted(model.model_fields)
+
+
+def effective_settings(settings: Settings, config_file: Path) -> list[SettingRow]:
+    """Every leaf setting with its value and where it came from (the file or the default)."""
+    raw = _read_toml(config_file)
+    rows: list[SettingRow] = []
+    for section_name, section_field in Settings.model_fields.items():
+        section = getattr(settings, section_name)
+        in_file = raw.get(section_name, {})
+        for key, field in type(section).model_fields.items():
+            source = f"file {config_file}" if key in in_file else "default"
+            rows.append(SettingRow(f"{section_name}.{key}", getattr(section, key), source,
+                                   field.description or ""))
+    return rows

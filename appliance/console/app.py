@@ -1,0 +1,166 @@
+"""Gemba operator console: ask a question, read the answer as it streams, Escape cancels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.widgets import Footer, Input, Static
+from textual.worker import get_current_worker
+
+from appliance.client import ApplianceClient, Done, Started, Text
+from appliance.config import Paths, Settings
+from appliance.console.text import clean
+from appliance.errors import GembaError
+
+
+class AnswerText(Message):
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+@dataclass
+class AnswerEnded(Message):
+    finish_reason: str
+    conversation_id: int | None
+
+    def __post_init__(self) -> None:
+        super().__init__()
+
+
+class AnswerFailed(Message):
+    def __init__(self, question: str, message: str) -> None:
+        super().__init__()
+        self.question = question
+        self.message = message
+
+
+class ConsoleApp(App[None]):
+    """Takes a connected client; never starts daemons or opens the database itself."""
+
+    CSS_PATH = "console.tcss"
+    TITLE = "Gemba"
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel answer"),
+        Binding("ctrl+q", "quit", "Quit"),
+    ]
+
+    def __init__(self, client: ApplianceClient, model_id: str, operator: str | None = None) -> None:
+        super().__init__()
+        self.client = client
+        self.model_id = model_id
+        self.operator = operator
+        self.answering = False
+        self._answer: Static | None = None
+        self._answer_text = ""
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._status("ready"), id="status", markup=False)
+        yield VerticalScroll(id="transcript")
+        yield Input(placeholder="Type a question and press Enter", id="question")
+        yield Footer()
+
+    def _status(self, state: str) -> str:
+        return f"Gemba | model {self.model_id} | {state}"
+
+    def _set_state(self, state: str) -> None:
+        self.query_one("#status", Static).update(self._status(state))
+
+    @on(Input.Submitted, "#question")
+    def ask(self, event: Input.Submitted) -> None:
+        question = event.value.strip()
+        if not question or self.answering:
+            return
+        event.input.value = ""
+        event.input.disabled = True
+        self.answering = True
+        transcript = self.query_one("#transcript", VerticalScroll)
+        transcript.mount(Static(f"Q: {clean(question)}", classes="question", markup=False))
+        self._answer_text = ""
+        self._answer = Static("…", classes="answer", markup=False)
+        transcript.mount(self._answer)
+        transcript.scroll_end(animate=False)
+        self._set_state("answering…")
+        self.stream_answer(question)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="answer")
+    def stream_answer(self, question: str) -> None:
+        worker = get_current_worker()
+        stream = self.client.stream_chat([{"role": "user", "content": question}],
+                                         user=self.operator)
+        try:
+            for event in stream:
+                if worker.is_cancelled:
+                    break
+                if isinstance(event, Text):
+                    self.post_message(AnswerText(event.text))
+                elif isinstance(event, Done):
+                    self.post_message(AnswerEnded(event.finish_reason,
+                                                  event.gemba.get("conversation_id")))
+                    return
+                elif isinstance(event, Started):
+                    continue
+            self.post_message(AnswerEnded("cancelled", None))
+        except GembaError as error:
+            self.post_message(AnswerFailed(question, error.message))
+        finally:
+            stream.close()  # closing the stream tells the daemon to stop generating
+
+    @on(AnswerText)
+    def show_text(self, message: AnswerText) -> None:
+        if self._answer is None:
+            return
+        self._answer_text += clean(message.text)
+        self._answer.update(self._answer_text)
+        transcript = self.query_one("#transcript", VerticalScroll)
+        if transcript.scroll_y >= transcript.max_scroll_y - 2:
+            transcript.scroll_end(animate=False)
+
+    @on(AnswerEnded)
+    def answer_ended(self, message: AnswerEnded) -> None:
+        notes = {"cancelled": " [cancelled: partial answer kept]",
+                 "length": " [incomplete: token limit reached]"}
+        if self._answer is not None and message.finish_reason in notes:
+            self._answer.update(self._answer_text + notes[message.finish_reason])
+        self._finish("ready")
+
+    @on(AnswerFailed)
+    def answer_failed(self, message: AnswerFailed) -> None:
+        if self._answer is not None:
+            self._answer.update(f"Could not answer: {message.message}")
+            self._answer.add_class("error")
+        self._finish("error")
+        self.query_one("#question", Input).value = message.question
+
+    def _finish(self, state: str) -> None:
+        self.answering = False
+        self._answer = None
+        question = self.query_one("#question", Input)
+        question.disabled = False
+        question.focus()
+        self._set_state(state)
+
+    def action_cancel(self) -> None:
+        if self.answering:
+            self.workers.cancel_group(self, "answer")
+            self._set_state("cancelling…")
+
+
+def run_console(settings: Settings, paths: Paths, url: str | None, lang: str) -> None:
+    from appliance.launcher import ensure_daemon
+
+    def say(message: str) -> None:
+        print(message, flush=True)
+
+    base_url = url or ensure_daemon(settings, paths, say)
+    client = ApplianceClient(base_url, settings.daemon.api_key)
+    health = client.health() or {}
+    try:
+        ConsoleApp(client, health.get("model_id", settings.model.id)).run()
+    finally:
+        client.close()

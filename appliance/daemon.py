@@ -1,0 +1,152 @@
+"""`gemba serve`: one process that owns the model (through its worker) and the database.
+
+Start-up order: check settings, verify the model's hash, open the store, bind the port, then
+start the engine worker. The API answers /healthz from the first moment (503 while loading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import socket
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+import uvicorn
+
+from appliance import __version__
+from appliance.api.app import create_app
+from appliance.chat import ChatService
+from appliance.config import Paths, Settings
+from appliance.errors import ConfigError, GembaError
+from appliance.fileio import write_atomic
+from appliance.inference.protocol import EngineConfig
+from appliance.inference.scheduler import Scheduler
+from appliance.inference.supervisor import EngineSupervisor
+from appliance.models import resolve_verified
+from appliance.store import open_store
+
+
+def default_threads() -> int:
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(settings: Settings, paths: Paths, host: str, port: int,
+          idle_timeout_s: float = 0.0) -> None:
+    """Run the daemon until stopped (SIGTERM/SIGINT, `gemba stop`, or the idle timeout)."""
+    paths.ensure()
+    paths.daemon_start_error_file.unlink(missing_ok=True)
+    try:
+        daemon = _prepare(settings, paths, host, port)
+    except GembaError as error:
+        write_atomic(paths.daemon_start_error_file,
+                     json.dumps({**error.to_dict(), "exit_code": error.exit_code}))
+        raise
+    asyncio.run(daemon.run(idle_timeout_s))
+
+
+def _prepare(settings: Settings, paths: Paths, host: str, port: int) -> Daemon:
+    if not is_loopback(host) and not settings.daemon.api_key:
+        raise ConfigError(f"refusing to listen on {host} without an API key",
+                          f"set daemon.api_key in {paths.config_file}, or listen on 127.0.0.1")
+    entry, model_path = resolve_verified(settings.model.id, paths.models_dir)
+    db = open_store(paths.db_file)
+    sock = _bind(host, port)
+    engine = EngineConfig(
+        model_id=entry.id, model_path=str(model_path), model_sha256=entry.sha256,
+        n_ctx=settings.model.n_ctx, n_threads=settings.model.n_threads or default_threads(),
+        n_batch=settings.model.n_batch, n_gpu_layers=settings.model.n_gpu_layers)
+    return Daemon(settings, paths, engine, db, sock)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                          "another Gemba daemon or program uses the port: run `gemba stop`, or "
+                          "set daemon.port in the config") from exc
+    sock.listen(128)
+    sock.set_inheritable(False)
+    return sock
+
+
+class Daemon:
+    def __init__(self, settings: Settings, paths: Paths, engine: EngineConfig, db: Any,
+                 sock: socket.socket) -> None:
+        self.settings, self.paths, self.engine, self.sock = settings, paths, engine, sock
+        self.supervisor = EngineSupervisor(engine)
+        self.scheduler = Scheduler(settings.daemon.max_queue)
+        self.service = ChatService(db, self.supervisor, self.scheduler, engine.model_id,
+                                   engine.model_sha256, settings.generation.system_prompt)
+        self.started = time.monotonic()
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+
+    def health(self) -> dict[str, Any]:
+        status = self.supervisor.status
+        return {
+            "ready": self.supervisor.ready,
+            "state": status.state,
+            "detail": status.detail,
+            "model_id": self.engine.model_id,
+            "model_sha256": self.engine.model_sha256,
+            "n_ctx": status.n_ctx,
+            "n_threads": self.engine.n_threads,
+            "load_s": status.load_s,
+            "restarts": status.restarts,
+            "queue": self.scheduler.waiting,
+            "version": __version__,
+            "pid": os.getpid(),
+            "worker_pid": self.supervisor.worker_pid,
+            "uptime_s": round(time.monotonic() - self.started, 3),
+        }
+
+    async def run(self, idle_timeout_s: float) -> None:
+        app = create_app(self.service, self.settings, self.health)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        self.supervisor.start()
+        watcher = asyncio.create_task(self._watch_idle(server, idle_timeout_s))
+        self._write_state()
+        try:
+            await server.serve(sockets=[self.sock])
+        finally:
+            watcher.cancel()
+            await self.service.drain()
+            await self.supervisor.stop()
+            self.paths.daemon_state_file.unlink(missing_ok=True)
+
+    async def _watch_idle(self, server: uvicorn.Server, idle_timeout_s: float) -> None:
+        if idle_timeout_s <= 0:
+            return
+        while not server.should_exit:
+            await asyncio.sleep(min(5.0, idle_timeout_s / 4))
+            idle = time.monotonic() - self.service.last_activity
+            if not self.service.active and idle >= idle_timeout_s:
+                server.should_exit = True
+
+    def _write_state(self) -> None:
+        state = {"pid": os.getpid(), "url": self.url, "model_id": self.engine.model_id,
+                 "version": __version__, "started_at": datetime.now(UTC).isoformat(),
+                 "engine": asdict(self.engine)}
+        write_atomic(self.paths.daemon_state_file, json.dumps(state, indent=2))

@@ -1,0 +1,50 @@
+"""One answer at a time, the rest wait in arrival order, up to a bound.
+
+`asyncio.Lock` wakes waiters first-in, first-out; the bound turns a burst into a clear
+"busy, retry after" instead of an ever-growing queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from appliance.errors import GembaError
+
+
+class Busy(GembaError):
+    exit_code = 75
+    http_status = 503
+    kind = "busy"
+
+    def __init__(self, waiting: int, retry_after_s: int) -> None:
+        super().__init__(f"the appliance is busy: {waiting} requests are already waiting",
+                         f"try again in about {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
+class Scheduler:
+    def __init__(self, max_queue: int, retry_after_s: int = 5) -> None:
+        self.max_queue = max_queue
+        self.retry_after_s = retry_after_s
+        self.waiting = 0
+        self._slot = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._slot.locked()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._slot.locked() and self.waiting >= self.max_queue:
+            raise Busy(self.waiting, self.retry_after_s)
+        self.waiting += 1
+        try:
+            await self._slot.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._slot.release()

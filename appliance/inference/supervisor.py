@@ -1,0 +1,215 @@
+"""Daemon side of the engine: starts the worker process, relays its events, restarts it after a crash.
+
+Runs on the daemon's asyncio loop. The worker's pipe is watched with `loop.add_reader`, so no
+thread hops per token. A worker that dies (segfault, abort) fails the job in flight with a clear
+error and is restarted with backoff; after repeated crashes the supervisor gives up and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import AsyncIterator
+
+from appliance.errors import EngineError
+from appliance.inference.protocol import (
+    Cancel,
+    EngineConfig,
+    Event,
+    Finished,
+    Generate,
+    GenerationRequest,
+    LoadFailed,
+    Ready,
+    Refused,
+    Shutdown,
+)
+from appliance.inference.worker import run_worker
+
+_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
+_CRASH_WINDOW_S = 300.0
+
+
+class _WorkerGone(Exception):
+    pass
+
+
+@dataclass
+class EngineStatus:
+    """What /healthz and the console show about the engine."""
+
+    state: str = "loading"
+    """loading, ready, answering, restarting, failed or stopped."""
+    detail: str = ""
+    load_s: float | None = None
+    n_ctx: int | None = None
+    restarts: int = 0
+    crash_times: list[float] = field(default_factory=list)
+
+
+class EngineSupervisor:
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.status = EngineStatus()
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._ready: asyncio.Future[Ready] | None = None
+        self._job_id: int | None = None
+        self._events: asyncio.Queue[Event | _WorkerGone] | None = None
+        self._stopping = False
+        self._next_job_id = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Spawn the worker; readiness arrives later (see wait_ready)."""
+        loop = asyncio.get_running_loop()
+        context = multiprocessing.get_context("spawn")
+        parent, child = context.Pipe()
+        self._process = context.Process(target=run_worker, args=(child, self.config),
+                                        name="gemba-engine", daemon=True)
+        self._process.start()
+        child.close()
+        self._conn = parent
+        self._ready = loop.create_future()
+        loop.add_reader(parent.fileno(), self._drain)
+        if self.status.state != "restarting":
+            self.status.state = "loading"
+
+    async def wait_ready(self) -> Ready:
+        assert self._ready is not None, "start() first"
+        return await asyncio.shield(self._ready)
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopping = True
+        self.status.state = "stopped"
+        if self._conn is not None:
+            try:
+                self._conn.send(Shutdown())
+            except (OSError, ValueError):
+                pass
+        process = self._process
+        if process is not None:
+            deadline = time.monotonic() + timeout_s
+            while process.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=1)
+        self._detach()
+
+    @property
+    def ready(self) -> bool:
+        return self.status.state in ("ready", "answering")
+
+    # -- jobs --------------------------------------------------------------------------------
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[tuple[int, Event]]:
+        """Run one job (the caller holds the scheduler's slot). Yields (job_id, event)."""
+        if not self.ready:
+            raise EngineError(f"the engine is {self.status.state}"
+                              + (f": {self.status.detail}" if self.status.detail else ""),
+                              "wait until `gemba` reports the engine ready, then ask again")
+        self._next_job_id += 1
+        job_id = self._next_job_id
+        self._job_id, self._events = job_id, asyncio.Queue()
+        self.status.state = "answering"
+        try:
+            assert self._conn is not None
+            self._conn.send(Generate(job_id, request))
+            while True:
+                event = await self._events.get()
+                if isinstance(event, _WorkerGone):
+                    raise EngineError("the inference engine stopped unexpectedly while answering "
+                                      f"({event}); it is restarting",
+                                      "ask again in a few seconds; the question is kept in history")
+                yield job_id, event
+                if isinstance(event, (Finished, Refused)):
+                    return
+        finally:
+            self._job_id = self._events = None
+            if self.status.state == "answering":
+                self.status.state = "ready"
+
+    def cancel(self, job_id: int) -> None:
+        if self._conn is not None and self._job_id == job_id:
+            try:
+                self._conn.send(Cancel(job_id))
+            except (OSError, ValueError):
+                pass
+
+    # -- worker events -----------------------------------------------------------------------
+    def _drain(self) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            while conn.poll():
+                self._dispatch(conn.recv())
+        except (EOFError, OSError):
+            self._on_worker_exit()
+
+    def _dispatch(self, message: object) -> None:
+        if isinstance(message, Ready):
+            self.status.state, self.status.detail = "ready", ""
+            self.status.load_s, self.status.n_ctx = message.load_s, message.n_ctx
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(message)
+        elif isinstance(message, LoadFailed):
+            self.status.state, self.status.detail = "failed", message.message
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_exception(EngineError(
+                    f"the model could not be loaded: {message.message}",
+                    "check the model and the memory settings with `gemba models verify`"))
+        elif isinstance(message, tuple) and self._events is not None \
+                and message[0] == self._job_id:
+            self._events.put_nowait(message[1])
+
+    def _on_worker_exit(self) -> None:
+        process = self._process
+        exitcode = None
+        if process is not None:
+            process.join(timeout=1)
+            exitcode = process.exitcode
+        self._detach()
+        if self._stopping or self.status.state == "failed":
+            return
+        reason = f"worker exit code {exitcode}"
+        if self._events is not None:
+            self._events.put_nowait(_WorkerGone(reason))
+        self._schedule_restart(reason)
+
+    def _schedule_restart(self, reason: str) -> None:
+        now = time.monotonic()
+        self.status.crash_times = [t for t in self.status.crash_times
+                                   if now - t < _CRASH_WINDOW_S] + [now]
+        crashes = len(self.status.crash_times)
+        if crashes > len(_BACKOFF_S):
+            self.status.state = "failed"
+            self.status.detail = (f"the engine crashed {crashes} times in "
+                                  f"{_CRASH_WINDOW_S:.0f} s ({reason}); not restarting")
+            return
+        delay = _BACKOFF_S[crashes - 1]
+        self.status.state = "restarting"
+        self.status.detail = f"{reason}; restarting in {delay:.1f} s"
+        self.status.restarts += 1
+        asyncio.get_running_loop().call_later(delay, self._restart)
+
+    def _restart(self) -> None:
+        if not self._stopping:
+            self.start()
+
+    def _detach(self) -> None:
+        if self._conn is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self._conn.fileno())
+            except (RuntimeError, ValueError, OSError):
+                pass
+            self._conn.close()
+            self._conn = None
+        self._process = None
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None

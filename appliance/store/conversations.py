@@ -1,0 +1,87 @@
+"""Conversations and their messages: the operator's history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlite_utils
+
+from appliance.errors import NotFound
+
+_TITLE_CHARS = 80
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class AnswerRecord:
+    """What the engine reported about one answer, as it is stored."""
+
+    content: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    ttft_s: float | None
+    tok_per_s: float | None
+    model_id: str
+    model_sha256: str
+
+
+def start_conversation(db: sqlite_utils.Database, question: str, model_id: str,
+                       operator: str | None = None) -> int:
+    stamp = now_iso()
+    title = " ".join(question.split())[:_TITLE_CHARS]
+    with db.atomic():
+        return db["conversations"].insert(
+            {"title": title, "operator": operator, "model_id": model_id, "created_at": stamp,
+             "updated_at": stamp}
+        ).last_pk
+
+
+def add_question(db: sqlite_utils.Database, conversation_id: int, question: str) -> int:
+    return _add(db, conversation_id, {"role": "user", "content": question})
+
+
+def add_answer(db: sqlite_utils.Database, conversation_id: int, answer: AnswerRecord) -> int:
+    return _add(db, conversation_id, {"role": "assistant", **answer.__dict__})
+
+
+def _add(db: sqlite_utils.Database, conversation_id: int, row: dict[str, Any]) -> int:
+    stamp = now_iso()
+    with db.atomic():
+        if not db["conversations"].count_where("id = ?", [conversation_id]):
+            raise NotFound(f"conversation {conversation_id} does not exist",
+                           "run `gemba history` to list conversations")
+        message_id = db["messages"].insert(
+            {"conversation_id": conversation_id, "created_at": stamp, **row}).last_pk
+        db["conversations"].update(conversation_id, {"updated_at": stamp})
+    return message_id
+
+
+def list_conversations(db: sqlite_utils.Database, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest first, each with its first question's title and its last answer's outcome."""
+    return list(db.query(
+        """
+        select c.id, c.title, c.operator, c.model_id, c.created_at, c.updated_at,
+               (select count(*) from messages m where m.conversation_id = c.id) as message_count,
+               (select finish_reason from messages m where m.conversation_id = c.id
+                  and m.role = 'assistant' order by m.id desc limit 1) as last_finish_reason
+        from conversations c order by c.updated_at desc, c.id desc limit ?
+        """,
+        [limit],
+    ))
+
+
+def get_conversation(db: sqlite_utils.Database, conversation_id: int) -> dict[str, Any]:
+    rows = list(db["conversations"].rows_where("id = ?", [conversation_id]))
+    if not rows:
+        raise NotFound(f"conversation {conversation_id} does not exist",
+                       "run `gemba history` to list conversations")
+    conversation = rows[0]
+    conversation["messages"] = list(
+        db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id"))
+    return conversation

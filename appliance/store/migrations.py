@@ -1,0 +1,37 @@
+"""Schema versions. Append new steps; never edit one that has shipped."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+migrations = Migrations("gemba")
+
+
+@migrations()
+def create_conversations(db: sqlite_utils.Database) -> None:
+    db["conversations"].create(
+        {"id": int, "title": str, "operator": str, "model_id": str, "created_at": str,
+         "updated_at": str},
+        pk="id",
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "conversation_id": int,
+            "role": str,
+            "content": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "ttft_s": float,
+            "tok_per_s": float,
+            "model_id": str,
+            "model_sha256": str,
+            "finish_reason": str,
+            "created_at": str,
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id")],
+        not_null={"conversation_id", "role", "content", "created_at"},
+    )
+    db["messages"].create_index(["conversation_id"])
