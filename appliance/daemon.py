@@ -7,9 +7,11 @@ start the engine worker. The API answers /healthz from the first moment (503 whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import os
+import signal
 import socket
 import time
 from dataclasses import asdict
@@ -89,6 +91,18 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handling.
+
+    uvicorn re-raises a captured SIGTERM after its own shutdown, which would end the process
+    before the daemon stores partial answers and stops the worker; the daemon handles signals.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]
+        yield
+
+
 class Daemon:
     def __init__(self, settings: Settings, paths: Paths, engine: EngineConfig, db: Any,
                  sock: socket.socket) -> None:
@@ -124,7 +138,10 @@ class Daemon:
         app = create_app(self.service, self.settings, self.health)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5)
-        server = uvicorn.Server(config)
+        server = _Server(config)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(signum, setattr, server, "should_exit", True)
         self.supervisor.start()
         watcher = asyncio.create_task(self._watch_idle(server, idle_timeout_s))
         self._write_state()

@@ -112,14 +112,21 @@ def stop_daemon(paths: Paths, timeout_s: float = 15.0) -> str:
         paths.daemon_state_file.unlink(missing_ok=True)
         return "No Gemba daemon is running."
     os.kill(pid, signal.SIGTERM)
-    try:
-        psutil.Process(pid).wait(timeout=timeout_s)
-    except psutil.TimeoutExpired:
-        raise DaemonUnavailable(f"the daemon (pid {pid}) did not stop within {timeout_s:.0f} s",
-                                f"it may be finishing an answer; or end it with `kill -9 {pid}`")
-    except psutil.NoSuchProcess:
-        pass
+    deadline = time.monotonic() + timeout_s
+    while _is_running(pid):
+        if time.monotonic() > deadline:
+            raise DaemonUnavailable(f"the daemon (pid {pid}) did not stop within {timeout_s:.0f} s",
+                                    f"it may be finishing an answer; or end it with `kill -9 {pid}`")
+        time.sleep(0.05)
     return f"Stopped the Gemba daemon (pid {pid})."
+
+
+def _is_running(pid: int) -> bool:
+    # An exited daemon whose parent has not reaped it yet is a zombie: it is stopped.
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _is_our_daemon(pid: int) -> bool:

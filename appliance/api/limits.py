@@ -58,8 +58,8 @@ class BodyLimit:
         body = json.dumps({"error": {
             "type": "request_too_large",
             "message": f"the request body is larger than {self.max_bytes} bytes",
-            "hint": "send a shorter request; an engineer can raise daemon.max_body_bytes"}})
+            "hint": "send a shorter request; an engineer can raise daemon.max_body_bytes"}}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body.encode()})
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

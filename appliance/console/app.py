@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -24,13 +22,13 @@ class AnswerText(Message):
         self.text = text
 
 
-@dataclass
 class AnswerEnded(Message):
-    finish_reason: str
-    conversation_id: int | None
-
-    def __post_init__(self) -> None:
+    # A plain class like its siblings: Message.__init__ calls __post_init__, so a dataclass
+    # whose __post_init__ calls super().__init__() recursed and the answer never ended.
+    def __init__(self, finish_reason: str, conversation_id: int | None) -> None:
         super().__init__()
+        self.finish_reason = finish_reason
+        self.conversation_id = conversation_id
 
 
 class AnswerFailed(Message):
@@ -45,16 +43,21 @@ class ConsoleApp(App[None]):
 
     CSS_PATH = "console.tcss"
     TITLE = "Gemba"
+    # The transcript can take focus too; the operator's first keystroke must land in the question.
+    AUTO_FOCUS = "#question"
     BINDINGS = [
         Binding("escape", "cancel", "Cancel answer"),
         Binding("ctrl+q", "quit", "Quit"),
     ]
 
-    def __init__(self, client: ApplianceClient, model_id: str, operator: str | None = None) -> None:
+    def __init__(self, client: ApplianceClient, model_id: str, operator: str | None = None,
+                 temperature: float | None = None) -> None:
+        """`temperature` None leaves sampling to the daemon's setting; tests pin it to 0."""
         super().__init__()
         self.client = client
         self.model_id = model_id
         self.operator = operator
+        self.temperature = temperature
         self.answering = False
         self._answer: Static | None = None
         self._answer_text = ""
@@ -92,7 +95,7 @@ class ConsoleApp(App[None]):
     def stream_answer(self, question: str) -> None:
         worker = get_current_worker()
         stream = self.client.stream_chat([{"role": "user", "content": question}],
-                                         user=self.operator)
+                                         user=self.operator, temperature=self.temperature)
         try:
             for event in stream:
                 if worker.is_cancelled:

@@ -1,0 +1,408 @@
+"""Decode speed and time to first token: the appliance daemon against raw llama.cpp.
+
+What it measures
+  * raw:    `llama_cpp.Llama` in this process, built with the engine's settings (model, n_ctx,
+            n_threads, n_batch), the chat prompt rendered with the model's own template, then
+            `Llama.generate(..., temp=0)` detokenizing every token, as the engine does.
+  * daemon: `gemba serve` started as a subprocess (its own GEMBA_HOME in a temporary folder),
+            timed from this process as an API client: streaming `POST /v1/chat/completions`.
+  Both sides get the same system and user messages, threads and token count. The prompt
+  ("List the numbers from 1 to 1000 ...") runs to the token limit at temperature 0, so both
+  sides produce exactly --tokens tokens (checked and reported).
+
+  TTFT:   raw: start of the call (prompt rendering, tokenizing, evaluation) -> first token text;
+          daemon: request sent -> first non-empty content chunk received.
+  decode: (tokens - 1) / (last token time - first token time), per run; medians over the runs.
+  Each side gets one warm-up run first (not counted). llama-cpp-python reuses the KV cache for a
+  repeated prompt prefix, on both sides alike, so TTFT is that of a repeated question.
+
+The phases run one after the other, never together: raw first (its model is freed afterwards),
+then the daemon (stopped with SIGTERM at the end, whatever happens). Nothing here asserts on
+time: the goals (daemon/raw decode ratio >= 0.97, TTFT overhead <= 20 ms) are only reported.
+
+Run it on a quiet machine:
+    make bench                                   # or: .venv/bin/python bench/decode.py
+    .venv/bin/python bench/decode.py --runs 5 --tokens 256 --threads 2 \
+        --output bench/results/decode.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import psutil
+
+from appliance.config import DEFAULT_MODEL_ID, GenerationSettings, ModelSettings
+from appliance.models import CatalogEntry, resolve_verified
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "bench" / "results" / "decode.json"
+
+USER_PROMPT = "List the numbers from 1 to 1000 separated by commas."
+SYSTEM_PROMPT = GenerationSettings().system_prompt  # sent explicitly to both sides
+TOP_P = 0.95  # the API's default, passed to the raw side too
+
+GOAL_RATIO_DECODE = 0.97
+GOAL_TTFT_OVERHEAD_MS = 20.0
+
+HEALTH_TIMEOUT_S = 180.0
+REQUEST_TIMEOUT_S = 600.0
+STOP_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed generation."""
+
+    tokens: int
+    ttft_s: float
+    decode_s: float
+    """Time from the first token to the last."""
+    prompt_tokens: int
+    engine_tok_per_s: float | None = None
+    engine_ttft_s: float | None = None
+    finish_reason: str | None = None
+
+    @property
+    def decode_tok_per_s(self) -> float:
+        return (self.tokens - 1) / self.decode_s if self.tokens > 1 and self.decode_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "decode_tok_per_s": round(self.decode_tok_per_s, 3),
+                "ttft_ms": round(self.ttft_s * 1000, 3)}
+
+
+def messages() -> list[dict[str, str]]:
+    return [{"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": USER_PROMPT}]
+
+
+# -- raw llama.cpp ---------------------------------------------------------------------------------
+class RawModel:
+    """`llama_cpp.Llama` set up as the engine sets it up, with the model's chat template."""
+
+    def __init__(self, model_path: Path, n_threads: int, settings: ModelSettings) -> None:
+        import llama_cpp
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self._llama_cpp = llama_cpp
+        self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=settings.n_ctx,
+                                   n_threads=n_threads, n_threads_batch=n_threads,
+                                   n_batch=settings.n_batch, n_gpu_layers=settings.n_gpu_layers,
+                                   verbose=False)
+        llm = self.llm
+        self.formatter = Jinja2ChatFormatter(
+            template=llm.metadata["tokenizer.chat_template"],
+            eos_token=llm._model.token_get_text(llm.token_eos()),
+            bos_token=llm._model.token_get_text(llm.token_bos()),
+            stop_token_ids=[llm.token_eos()])
+
+    def prompt_tokens(self, chat: list[dict[str, str]]) -> list[int]:
+        formatted = self.formatter(messages=chat)
+        return self.llm.tokenize(formatted.prompt.encode("utf-8"),
+                                 add_bos=not formatted.added_special, special=True)
+
+    def run(self, chat: list[dict[str, str]], max_tokens: int) -> Run:
+        llm, vocab = self.llm, self.llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        started = time.perf_counter()
+        prompt = self.prompt_tokens(chat)
+        count, first_at, last_at, finish = 0, 0.0, 0.0, "length"
+        tokens = llm.generate(prompt, temp=0.0, top_p=TOP_P, reset=True)
+        try:
+            for token in tokens:
+                if self._llama_cpp.llama_vocab_is_eog(vocab, token):
+                    finish = "stop"
+                    break
+                decoder.decode(llm.detokenize([token]))
+                last_at = time.perf_counter()
+                count += 1
+                if count == 1:
+                    first_at = last_at
+                if count >= max_tokens:
+                    break
+        finally:
+            tokens.close()
+        return Run(count, first_at - started, last_at - first_at, len(prompt),
+                   finish_reason=finish)
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def measure_raw(model_path: Path, n_threads: int, max_tokens: int, runs: int,
+                warmup: int) -> list[Run]:
+    raw = RawModel(model_path, n_threads, ModelSettings())
+    try:
+        for _ in range(warmup):
+            raw.run(messages(), max_tokens)
+        return [raw.run(messages(), max_tokens) for _ in range(runs)]
+    finally:
+        raw.close()
+        del raw
+
+
+# -- the daemon ------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(home: Path, port: int, model_id: str, n_threads: int) -> None:
+    model = ModelSettings()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        f"[daemon]\nport = {port}\n\n"
+        f"[model]\nid = \"{model_id}\"\nn_threads = {n_threads}\nn_ctx = {model.n_ctx}\n"
+        f"n_batch = {model.n_batch}\nn_gpu_layers = {model.n_gpu_layers}\n",
+        encoding="utf-8")
+
+
+def start_daemon(home: Path, port: int, log_file: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "GEMBA_CONFIG"}
+    env["GEMBA_HOME"] = str(home)
+    with log_file.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "appliance", "serve", "--port", str(port)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_healthy(client: httpx.Client, proc: subprocess.Popen[bytes],
+                 log_file: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + HEALTH_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with code {proc.returncode}:\n"
+                               f"{log_file.read_text(errors='replace')[-2000:]}")
+        try:
+            response = client.get("/healthz", timeout=2.0)
+            if response.status_code == 200 and response.json().get("ready"):
+                return dict(response.json())
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the daemon was not ready within {HEALTH_TIMEOUT_S:.0f} s:\n"
+                       f"{log_file.read_text(errors='replace')[-2000:]}")
+
+
+def stop_daemon(proc: subprocess.Popen[bytes], worker_pid: int | None) -> None:
+    """SIGTERM the daemon; if it lingers, kill its process group; then make sure the worker is gone."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session: only what it started
+            proc.wait(timeout=STOP_TIMEOUT_S)
+    if worker_pid is None:
+        return
+    try:
+        worker = psutil.Process(worker_pid)
+        if os.getpgid(worker_pid) != proc.pid:
+            return  # the pid was reused by a process that is not ours
+        try:
+            worker.wait(timeout=STOP_TIMEOUT_S)
+        except psutil.TimeoutExpired:
+            worker.kill()
+    except (psutil.NoSuchProcess, ProcessLookupError):
+        pass
+
+
+def sse_events(response: httpx.Response) -> Iterator[tuple[float, dict[str, Any] | None]]:
+    """(arrival time, chunk) per `data:` line; None for `[DONE]`."""
+    for line in response.iter_lines():
+        if not line.startswith("data:"):
+            continue
+        at = time.perf_counter()
+        data = line[5:].strip()
+        yield at, None if data == "[DONE]" else json.loads(data)
+
+
+def daemon_run(client: httpx.Client, max_tokens: int) -> Run:
+    body = {"messages": messages(), "stream": True, "max_tokens": max_tokens,
+            "temperature": 0, "top_p": TOP_P}
+    first_at = last_at = 0.0
+    final: dict[str, Any] = {}
+    prompt_tokens = 0
+    started = time.perf_counter()
+    with client.stream("POST", "/v1/chat/completions", json=body,
+                       timeout=REQUEST_TIMEOUT_S) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.read().decode()[:500]}")
+        for at, chunk in sse_events(response):
+            if chunk is None:
+                break
+            if "error" in chunk:
+                raise RuntimeError(f"the daemon reported an error: {chunk['error']}")
+            choice = chunk["choices"][0]
+            if choice["delta"].get("content"):
+                first_at = first_at or at
+                last_at = at
+            prompt_tokens = chunk.get("gemba", {}).get("prompt_tokens", prompt_tokens)
+            if choice.get("finish_reason"):
+                final = chunk
+    usage, gemba = final.get("usage", {}), final.get("gemba", {})
+    return Run(int(usage.get("completion_tokens", 0)), first_at - started, last_at - first_at,
+               int(usage.get("prompt_tokens", prompt_tokens)),
+               engine_tok_per_s=gemba.get("tok_per_s"), engine_ttft_s=gemba.get("engine_ttft_s"),
+               finish_reason=final.get("choices", [{}])[0].get("finish_reason"))
+
+
+def measure_daemon(model_id: str, n_threads: int, max_tokens: int, runs: int,
+                   warmup: int) -> tuple[list[Run], dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="gemba-bench-") as tmp:
+        home, port = Path(tmp) / "home", free_port()
+        write_config(home, port, model_id, n_threads)
+        log_file = Path(tmp) / "daemon.log"
+        proc = start_daemon(home, port, log_file)
+        health: dict[str, Any] = {}
+        try:
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as client:
+                health = wait_healthy(client, proc, log_file)
+                for _ in range(warmup):
+                    daemon_run(client, max_tokens)
+                return [daemon_run(client, max_tokens) for _ in range(runs)], health
+        finally:
+            stop_daemon(proc, health.get("worker_pid"))
+
+
+# -- report ----------------------------------------------------------------------------------------
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    import llama_cpp
+
+    return {"cpu_model": cpu_model(), "logical_cores": psutil.cpu_count(logical=True),
+            "physical_cores": psutil.cpu_count(logical=False),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "llama_cpp_python": llama_cpp.__version__}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def summary(runs: list[Run]) -> dict[str, float | None]:
+    engine = [r.engine_tok_per_s for r in runs if r.engine_tok_per_s is not None]
+    return {"decode_tok_per_s": round(statistics.median(r.decode_tok_per_s for r in runs), 3),
+            "ttft_ms": round(statistics.median(r.ttft_s for r in runs) * 1000, 3),
+            "tokens": statistics.median(r.tokens for r in runs),
+            "engine_tok_per_s": round(statistics.median(engine), 3) if engine else None}
+
+
+def build_report(args: argparse.Namespace, entry: CatalogEntry, raw: list[Run],
+                 daemon: list[Run], health: dict[str, Any],
+                 load: dict[str, list[float]]) -> dict[str, Any]:
+    raw_median, daemon_median = summary(raw), summary(daemon)
+    raw_rate = raw_median["decode_tok_per_s"] or 0.0
+    ratio = (daemon_median["decode_tok_per_s"] or 0.0) / raw_rate if raw_rate else 0.0
+    overhead_ms = (daemon_median["ttft_ms"] or 0.0) - (raw_median["ttft_ms"] or 0.0)
+    same_tokens = all(r.tokens == args.tokens for r in (*raw, *daemon))
+    same_prompt = len({r.prompt_tokens for r in (*raw, *daemon)}) == 1
+    return {
+        "benchmark": "decode",
+        "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "load_average": load,
+        "model": {"id": entry.id, "sha256": entry.sha256, "file": entry.file},
+        "settings": {"threads": args.threads, "tokens": args.tokens, "runs": args.runs,
+                     "warmup_runs": args.warmup, "temperature": 0.0, "top_p": TOP_P,
+                     "n_ctx": ModelSettings().n_ctx, "n_batch": ModelSettings().n_batch,
+                     "system_prompt": SYSTEM_PROMPT, "user_prompt": USER_PROMPT},
+        "daemon_health": {k: health.get(k) for k in ("version", "n_threads", "n_ctx", "load_s")},
+        "checks": {"all_runs_produced_requested_tokens": same_tokens,
+                   "same_prompt_tokens_both_sides": same_prompt},
+        "raw": {"runs": [r.to_dict() for r in raw], "median": raw_median},
+        "daemon": {"runs": [r.to_dict() for r in daemon], "median": daemon_median},
+        "ratio_decode": round(ratio, 4),
+        "ttft_overhead_ms": round(overhead_ms, 3),
+        "goals": {
+            "ratio_decode": {"target": f">= {GOAL_RATIO_DECODE}", "value": round(ratio, 4),
+                             "met": ratio >= GOAL_RATIO_DECODE},
+            "ttft_overhead_ms": {"target": f"<= {GOAL_TTFT_OVERHEAD_MS}",
+                                 "value": round(overhead_ms, 3),
+                                 "met": overhead_ms <= GOAL_TTFT_OVERHEAD_MS},
+        },
+    }
+
+
+def print_table(report: dict[str, Any]) -> None:
+    raw, daemon = report["raw"]["median"], report["daemon"]["median"]
+    machine, settings = report["machine"], report["settings"]
+    engine = daemon["engine_tok_per_s"]
+    print(f"{report['model']['id']} | {settings['threads']} threads | {settings['tokens']} tokens "
+          f"| median of {settings['runs']} runs | {machine['cpu_model']}")
+    print(f"{'':8} {'decode tok/s':>13} {'TTFT ms':>9}")
+    print(f"{'raw':8} {raw['decode_tok_per_s']:>13.1f} {raw['ttft_ms']:>9.1f}")
+    print(f"{'daemon':8} {daemon['decode_tok_per_s']:>13.1f} {daemon['ttft_ms']:>9.1f}"
+          + (f"   (engine-side {engine:.1f} tok/s)" if engine is not None else ""))
+    for name, goal in report["goals"].items():
+        print(f"{name}: {goal['value']} (goal {goal['target']}: "
+              f"{'met' if goal['met'] else 'NOT met'})")
+    for name, ok in report["checks"].items():
+        if not ok:
+            print(f"warning: check failed: {name}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per side (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
+    parser.add_argument("--tokens", type=int, default=256, help="tokens per run (default 256)")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default 2)")
+    parser.add_argument("--model", default=DEFAULT_MODEL_ID, help="catalog model id")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                        help=f"JSON report (default {DEFAULT_OUTPUT.relative_to(ROOT)})")
+    args = parser.parse_args(argv)
+    if args.runs < 1 or args.tokens < 2 or args.threads < 1 or args.warmup < 0:
+        parser.error("need --runs >= 1, --tokens >= 2, --threads >= 1, --warmup >= 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="gemba-bench-models-") as models_dir:
+        entry, model_path = resolve_verified(args.model, Path(models_dir))
+    load = {"start": load_average()}
+    print(f"raw llama_cpp: {args.warmup} warm-up + {args.runs} runs ...", file=sys.stderr)
+    raw = measure_raw(model_path, args.threads, args.tokens, args.runs, args.warmup)
+    load["after_raw"] = load_average()
+    print(f"daemon: {args.warmup} warm-up + {args.runs} runs ...", file=sys.stderr)
+    daemon, health = measure_daemon(entry.id, args.threads, args.tokens, args.runs, args.warmup)
+    load["after_daemon"] = load_average()
+    report = build_report(args, entry, raw, daemon, health, load)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print_table(report)
+    print(f"report: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

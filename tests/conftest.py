@@ -1,0 +1,163 @@
+"""Shared fixtures: an isolated GEMBA_HOME per test, a real daemon per session, the network guard.
+
+Everything runs the real parts: the embedded SmolLM2 model under llama.cpp, real SQLite files,
+real HTTP on loopback. Every process the tests start (and this one) has the network guard
+(tests/netguard/sitecustomize.py): any traffic beyond loopback fails the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NETGUARD = Path(__file__).resolve().parent / "netguard"
+PYTHON = sys.executable
+
+# A prompt the embedded model answers at temperature 0 with a long list (runs to the token
+# limit), so tests can cancel mid-answer without racing the model's own end.
+LONG_ANSWER_PROMPT = "List the numbers from 1 to 1000 separated by commas."
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def netguard_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    log = tmp_path_factory.mktemp("netguard") / "attempts.log"
+    log.touch()
+    yield log
+    attempts = log.read_text()
+    assert not attempts, f"network access was attempted during the tests:\n{attempts}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _guard_this_process(netguard_log: Path) -> None:
+    os.environ["GEMBA_NETGUARD_LOG"] = str(netguard_log)
+    sys.path.insert(0, str(NETGUARD))
+    import sitecustomize  # noqa: F401  (installs the guard in the test process too)
+
+
+@dataclass
+class GembaHome:
+    """An isolated appliance: its own GEMBA_HOME, config and port."""
+
+    home: Path
+    port: int
+    netguard_log: Path
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GEMBA_", "XDG_"))}
+        env.update(GEMBA_HOME=str(self.home), GEMBA_NETGUARD_LOG=str(self.netguard_log),
+                   PYTHONPATH=os.pathsep.join([str(NETGUARD), str(ROOT)]),
+                   NO_COLOR="1", PYTHONUNBUFFERED="1")
+        return env
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config.toml"
+
+    @property
+    def db_file(self) -> Path:
+        return self.home / "data" / "gemba.db"
+
+    def write_config(self, text: str) -> None:
+        self.config_file.write_text(text, encoding="utf-8")
+
+    def gemba(self, *args: str, timeout: float = 180,
+              check: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run `gemba ARGS` as a user would, in this home."""
+        result = subprocess.run([PYTHON, "-m", "appliance", *args], env=self.env, text=True,
+                                capture_output=True, timeout=timeout, cwd=self.home)
+        if check:
+            assert result.returncode == 0, f"gemba {args} failed:\n{result.stderr}"
+        return result
+
+    def start_gemba(self, *args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen([PYTHON, "-m", "appliance", *args], env=self.env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.home)
+        self.processes.append(process)
+        return process
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=2).json()
+        except httpx.HTTPError:
+            return None
+
+    def wait_ready(self, timeout_s: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            health = self.health()
+            if health and health.get("ready"):
+                return health
+            time.sleep(0.1)
+        log = self.home / "logs" / "daemon.log"
+        raise AssertionError(f"daemon not ready; log:\n{log.read_text() if log.exists() else ''}")
+
+    def start_daemon(self) -> subprocess.Popen[str]:
+        process = self.start_gemba("serve")
+        self.wait_ready()
+        return process
+
+    def stop_all(self) -> None:
+        self.gemba("stop", timeout=30)
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    def history(self) -> list[dict[str, Any]]:
+        return json.loads(self.gemba("history", "--json", check=True).stdout)
+
+    def conversation(self, conversation_id: int) -> dict[str, Any]:
+        return json.loads(self.gemba("history", "show", str(conversation_id), "--json",
+                                     check=True).stdout)
+
+
+def _make_home(root: Path, netguard_log: Path) -> GembaHome:
+    root.mkdir(parents=True, exist_ok=True)
+    home = GembaHome(root, free_port(), netguard_log)
+    home.write_config(f"[daemon]\nport = {home.port}\nidle_timeout_s = 300\n")
+    return home
+
+
+@pytest.fixture
+def gemba_home(tmp_path: Path, netguard_log: Path) -> Iterator[GembaHome]:
+    """A fresh appliance home; any daemon started in it is stopped afterwards."""
+    home = _make_home(tmp_path / "gemba", netguard_log)
+    yield home
+    home.stop_all()
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory, netguard_log: Path) -> Iterator[GembaHome]:
+    """One real daemon with the embedded model, shared by the tests that only talk to it."""
+    home = _make_home(tmp_path_factory.mktemp("daemon") / "gemba", netguard_log)
+    home.start_daemon()
+    yield home
+    home.stop_all()

@@ -1,0 +1,123 @@
+"""What a person at the shell sees: `gemba ask`, Ctrl-C, `gemba stop`, history, clear errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from appliance.models import CATALOG, locate
+from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
+
+pytestmark = pytest.mark.model
+
+JSON_FIELDS = {"answer", "model_id", "model_sha256", "prompt_tokens", "completion_tokens",
+               "ttft_s", "tok_per_s", "finish_reason", "conversation_id"}
+
+
+def test_ask_starts_a_daemon_and_prints_the_json_object(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("ask", "--json", "--temperature", "0", "--max-tokens", "40",
+                              "What does alarm E-104 on a conveyor mean?", check=True)
+    answer = json.loads(result.stdout)
+    assert JSON_FIELDS <= answer.keys()
+    assert answer["answer"].strip()
+    assert answer["model_id"] == "smollm2-135m-instruct-q4_1"
+    assert answer["model_sha256"] == CATALOG["smollm2-135m-instruct-q4_1"].sha256
+    assert answer["finish_reason"] in ("stop", "length")
+    assert answer["completion_tokens"] >= 1 and answer["prompt_tokens"] >= 1
+    assert answer["ttft_s"] > 0 and answer["tok_per_s"] > 0
+    assert "Starting the Gemba appliance daemon" in result.stderr
+    # The answer is in history, and the daemon stays up for the next question.
+    history = gemba_home.history()
+    assert history[0]["id"] == answer["conversation_id"]
+    assert gemba_home.health()["ready"]
+
+
+def test_ask_streams_plain_text_and_history_shows_it(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("ask", "--temperature", "0", "--max-tokens", "30",
+                              "Name one check before restarting a stopped conveyor.", check=True)
+    assert result.stdout.strip()
+    listing = gemba_home.gemba("history", check=True).stdout
+    assert "Name one check before restarting a stopped conveyor." in listing
+    shown = gemba_home.gemba("history", "show", "1", check=True).stdout
+    assert result.stdout.strip()[:20] in shown
+
+
+def test_ctrl_c_cancels_and_keeps_the_partial_answer(gemba_home: GembaHome) -> None:
+    gemba_home.start_daemon()
+    process = gemba_home.start_gemba("ask", "--temperature", "0", "--max-tokens", "1500",
+                                     LONG_ANSWER_PROMPT)
+    assert process.stdout is not None
+    streamed = process.stdout.read(20)  # the answer has begun to arrive
+    process.send_signal(signal.SIGINT)
+    rest, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "cancelled" in stderr and "Traceback" not in stderr
+    conversation_id = gemba_home.history()[0]["id"]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        last = gemba_home.conversation(conversation_id)["messages"][-1]
+        if last["role"] == "assistant":
+            break
+        time.sleep(0.1)
+    assert last["finish_reason"] == "cancelled"
+    assert last["content"].startswith(streamed)
+    assert last["completion_tokens"] < 1500
+
+
+def test_stop_stops_the_daemon_and_is_harmless_twice(gemba_home: GembaHome) -> None:
+    gemba_home.start_daemon()
+    first = gemba_home.gemba("stop", check=True)
+    assert "Stopped" in first.stderr
+    assert gemba_home.health() is None
+    assert "No Gemba daemon" in gemba_home.gemba("stop", check=True).stderr
+
+
+def test_tampered_model_stops_ask_with_hashes_and_no_traceback(gemba_home: GembaHome) -> None:
+    entry = CATALOG["smollm2-135m-instruct-q4_1"]
+    original = locate(entry, Path("/nonexistent"))
+    assert original is not None
+    models_dir = gemba_home.home / "models"
+    models_dir.mkdir(parents=True)
+    data = original.read_bytes()
+    (models_dir / entry.file).write_bytes(data[: len(data) // 3])  # an interrupted copy
+    result = gemba_home.gemba("ask", "hello")
+    assert result.returncode == 65
+    assert entry.sha256 in result.stderr and "got " in result.stderr
+    assert "what to do:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert gemba_home.health() is None  # nothing was loaded
+
+
+def test_history_of_unknown_conversation_is_a_clear_error(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("history", "show", "999")
+    assert result.returncode == 66
+    assert "conversation 999 does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_empty_question_is_a_usage_error(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("ask", "   ")
+    assert result.returncode == 2
+    assert "QUESTION is empty" in result.stderr
+
+
+def test_port_taken_by_another_program_is_named(gemba_home: GembaHome) -> None:
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", gemba_home.port))
+        squatter.listen(1)
+        result = gemba_home.gemba("serve", timeout=60)
+    assert result.returncode == 78
+    assert f"cannot listen on 127.0.0.1:{gemba_home.port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_lan_address_without_api_key_is_refused(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("serve", "--host", "0.0.0.0", timeout=60)
+    assert result.returncode == 78
+    assert "without an API key" in result.stderr

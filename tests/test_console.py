@@ -1,0 +1,317 @@
+"""The operator console as an operator meets it: type, watch the answer stream, cancel, recover.
+
+Pilot tests drive `ConsoleApp` at 80x24 against the session's real daemon and model; the last
+test runs `gemba console` in a real terminal (tmux). pytest-asyncio is not installed, so the
+Pilot tests are sync functions around `asyncio.run`. Timeouts are only deadlines for waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from appliance.client import ApplianceClient
+from appliance.console.app import AnswerText, ConsoleApp
+from appliance.console.text import clean
+from conftest import LONG_ANSWER_PROMPT, PYTHON, GembaHome, free_port
+
+SIZE = (80, 24)
+ANSWER_DEADLINE_S = 120  # generous: two cores, and other tests may share the machine
+PLACEHOLDER = "…"
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def run(test: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(test())
+
+
+async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], what: str,
+                   timeout_s: float = ANSWER_DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {what}; "
+                                 f"the screen shows:\n{screen_text(pilot.app)}")
+        await pilot.pause(0.1)
+
+
+def screen_text(app: ConsoleApp) -> str:
+    """What the 80x24 screen shows right now, as plain text lines."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def question_input(app: ConsoleApp) -> Input:
+    return app.query_one("#question", Input)
+
+
+def answers(app: ConsoleApp) -> list[Static]:
+    return list(app.query(".answer").results(Static))
+
+
+def shown(widget: Static) -> str:
+    return str(widget.content)
+
+
+def console(daemon: GembaHome, **kwargs: Any) -> ConsoleApp:
+    health = daemon.health() or {}
+    return ConsoleApp(ApplianceClient(daemon.url), health.get("model_id", "unknown"), **kwargs)
+
+
+def conversation_ids(daemon: GembaHome) -> set[int]:
+    return {row["id"] for row in daemon.history()}
+
+
+def new_conversation(daemon: GembaHome, title: str, before: set[int]) -> dict[str, Any] | None:
+    for row in daemon.history():
+        if row["id"] not in before and row["title"] == title:
+            return row
+    return None
+
+
+async def ask(pilot: Pilot[Any], app: ConsoleApp, question: str) -> None:
+    """Put the question in the input as pasted text and press Enter."""
+    question_input(app).value = question
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: app.answering, "the console to start answering", 10)
+
+
+# -- Pilot tests against the real daemon -----------------------------------------------------------
+@pytest.mark.model
+def test_operator_sees_streamed_answer_and_it_lands_in_history(daemon: GembaHome) -> None:
+    question = "What does alarm E-104 mean?"
+    before = conversation_ids(daemon)
+    app = console(daemon)
+    seen: dict[str, str] = {}
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(*question)  # typed, as an operator would, into the focused input
+            assert question_input(app).value == question
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not app.answering and len(answers(app)) == 1,
+                           "the answer to finish")
+
+            answer = seen["answer"] = shown(answers(app)[0])
+            assert answer.strip() and answer != PLACEHOLDER
+            assert "[cancelled" not in answer and "Could not answer" not in answer
+            screen = screen_text(app)
+            assert f"Q: {question}" in screen or answer.split()[0] in screen
+            assert answer.split()[-1] in screen, "the end of the answer is scrolled into view"
+            assert "| ready" in screen.splitlines()[0]
+            assert not question_input(app).disabled
+            assert question_input(app).value == ""
+            assert app.focused is question_input(app), "ready for the next question"
+
+    run(scenario)
+    row = new_conversation(daemon, question, before)
+    assert row is not None, f"no conversation titled {question!r} in {daemon.history()}"
+    stored = daemon.conversation(row["id"])["messages"]
+    assert [m["role"] for m in stored] == ["user", "assistant"]
+    assert stored[0]["content"] == question
+    kept = seen["answer"].removesuffix(" [incomplete: token limit reached]")
+    assert stored[-1]["content"].strip() == kept.strip()
+
+
+@pytest.mark.model
+def test_escape_stops_the_answer_and_keeps_the_partial_text(daemon: GembaHome) -> None:
+    before = conversation_ids(daemon)
+    app = console(daemon, temperature=0.0)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await ask(pilot, app, LONG_ANSWER_PROMPT)
+            await wait_for(pilot, lambda: len(app._answer_text) >= 10, "some answer text")
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.answering, "the cancel to take effect", 30)
+
+            answer = shown(answers(app)[0])
+            assert answer.endswith("[cancelled: partial answer kept]")
+            partial = answer.removesuffix(" [cancelled: partial answer kept]")
+            assert partial.strip() and partial != PLACEHOLDER
+            assert "[cancelled: partial answer kept]" in screen_text(app)
+            assert "| ready" in screen_text(app).splitlines()[0]
+            assert not question_input(app).disabled
+
+    run(scenario)
+    deadline = time.monotonic() + 10
+    row = new_conversation(daemon, LONG_ANSWER_PROMPT, before)
+    while (row is None or row["last_finish_reason"] != "cancelled") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        row = new_conversation(daemon, LONG_ANSWER_PROMPT, before)
+    assert row is not None, "the cancelled question is not in the history"
+    last = daemon.conversation(row["id"])["messages"][-1]
+    assert last["role"] == "assistant"
+    assert last["finish_reason"] == "cancelled"
+
+
+@pytest.mark.model
+def test_question_box_is_locked_while_the_answer_streams(daemon: GembaHome) -> None:
+    app = console(daemon, temperature=0.0)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await ask(pilot, app, LONG_ANSWER_PROMPT)
+            box = question_input(app)
+            assert box.disabled
+            assert "answering" in screen_text(app).splitlines()[0]
+            await wait_for(pilot, lambda: bool(app._answer_text), "some answer text")
+            await pilot.press(*"stop")  # keystrokes during an answer go nowhere
+            await pilot.press("enter")
+            assert app.answering and box.disabled
+            assert box.value == ""
+            assert len(answers(app)) == 1, "Enter during an answer must not ask again"
+
+            await pilot.press("escape")  # no need to wait for the whole list
+            await wait_for(pilot, lambda: not app.answering, "the answer to stop", 30)
+            assert not box.disabled
+            assert app.focused is box
+
+    run(scenario)
+
+
+# -- without a daemon ----------------------------------------------------------------------------
+def test_unreachable_appliance_gives_the_question_back_with_an_error() -> None:
+    question = "Why is line 3 stopped?"
+    client = ApplianceClient(f"http://127.0.0.1:{free_port()}")
+    app = ConsoleApp(client, "no-model")
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press(*question)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not app.answering and question_input(app).value != "",
+                           "the failure to come back", 30)
+
+            assert question_input(app).value == question, "the operator need not retype it"
+            assert not question_input(app).disabled
+            answer = answers(app)[0]
+            assert shown(answer).startswith("Could not answer")
+            assert answer.has_class("error")
+            screen = screen_text(app)
+            assert "Could not answer" in screen
+            assert "| error" in screen.splitlines()[0]
+
+    try:
+        run(scenario)  # an exception escaping the app would surface here
+    finally:
+        client.close()
+
+
+# -- model text is data --------------------------------------------------------------------------
+def test_control_characters_never_reach_the_screen() -> None:
+    assert clean("[bold]x[/bold]\x1b[31mred\x1b[0m") == "[bold]x[/bold][31mred[0m"
+    assert clean("a\r\nb\tc\x07\x00\x7f\x9b2J") == "a\nb\tc2J"  # BEL, NUL, DEL, C1 CSI
+    assert clean("Überdruck 5 °C – OK\n") == "Überdruck 5 °C – OK\n"
+
+
+@pytest.mark.model
+def test_markup_and_escapes_in_an_answer_show_as_plain_text(daemon: GembaHome) -> None:
+    app = console(daemon, temperature=0.0)
+    hostile = "[bold]x[/bold]\x1b[31m[link=http://example.com]y[/link]"
+    expected = "[bold]x[/bold][31m[link=http://example.com]y[/link]"
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await ask(pilot, app, LONG_ANSWER_PROMPT)
+            await wait_for(pilot, lambda: bool(app._answer_text), "some answer text")
+            app.post_message(AnswerText(hostile))  # as if the model had written it
+            await wait_for(pilot, lambda: expected in app._answer_text, "the injected text", 10)
+            await pilot.press("escape")
+            await wait_for(pilot, lambda: not app.answering, "the answer to stop", 30)
+
+            answer = answers(app)[0]
+            assert expected in shown(answer)
+            assert "\x1b" not in shown(answer)
+            assert not answer.visual.spans, "no markup was interpreted"
+            assert expected in screen_text(app).replace("\n", "")
+
+    run(scenario)
+
+
+# -- a real terminal -----------------------------------------------------------------------------
+def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "TMUX"}
+    return subprocess.run(["tmux", "-L", socket, *args], env=env, text=True,
+                          capture_output=True, timeout=30)
+
+
+def _pane(socket: str) -> str:
+    return _tmux(socket, "capture-pane", "-p", "-t", "console").stdout
+
+
+def _wait_pane(socket: str, condition: Callable[[str], bool], what: str,
+               timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    pane = _pane(socket)
+    while not condition(pane):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}; the screen shows:\n{pane}")
+        time.sleep(0.2)
+        pane = _pane(socket)
+    return pane
+
+
+def _answered(question: str) -> Callable[[str], bool]:
+    def check(pane: str) -> bool:
+        lines = pane.splitlines()
+        if not lines or "| ready" not in lines[0]:
+            return False
+        asked = [i for i, line in enumerate(lines) if line.strip() == f"Q: {question}"]
+        if not asked:
+            return False
+        after = [line.strip() for line in lines[asked[0] + 1:]]
+        return any(line and line != PLACEHOLDER and not line.startswith("▊")
+                   for line in after[:3])
+    return check
+
+
+@pytest.mark.model
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHome,
+                                                            tmp_path: Path) -> None:
+    question = "What does alarm E-104 mean?"
+    exit_file = tmp_path / "console.exit"
+    script = tmp_path / "console.sh"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in gemba_home.env.items())
+    script.write_text(f"#!/bin/sh\n{exports}cd {shlex.quote(str(gemba_home.home))}\n"
+                      f"{shlex.quote(PYTHON)} -m appliance console\n"
+                      f"echo $? > {shlex.quote(str(exit_file))}\n", encoding="utf-8")
+    script.chmod(0o755)
+    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
+                        str(script))
+        assert started.returncode == 0, started.stderr
+        # The first run starts the daemon in this home, then opens the TUI.
+        _wait_pane(socket, lambda p: p.lstrip().startswith("Gemba | model") and "| ready" in p,
+                   "the console's status line", 180)
+
+        _tmux(socket, "send-keys", "-t", "console", "-l", question)
+        _wait_pane(socket, lambda p: question in p, "the typed question in the input", 10)
+        _tmux(socket, "send-keys", "-t", "console", "Enter")
+        pane = _wait_pane(socket, _answered(question), "the answer", ANSWER_DEADLINE_S)
+        assert "Could not answer" not in pane
+        assert "Starting the Gemba appliance daemon" not in pane, "the TUI owns the screen"
+
+        _tmux(socket, "send-keys", "-t", "console", "C-q")
+        deadline = time.monotonic() + 30
+        while not exit_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert exit_file.exists(), f"ctrl+q did not quit; the screen shows:\n{_pane(socket)}"
+        assert exit_file.read_text().strip() == "0"
+    finally:
+        _tmux(socket, "kill-server")
+
+    titles = [row["title"] for row in gemba_home.history()]
+    assert question in titles
