@@ -37,6 +37,7 @@ run: setup
 	$(VENV)/bin/gemba console
 
 test: setup
+	$(VENV)/bin/ruff check appliance installer tests bench
 	$(PY) -m pytest
 
 bench: setup

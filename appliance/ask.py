@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import closing
-from typing import Any, Callable
+from typing import Any
 
 from appliance.client import ApplianceClient, Done, Started, Text
 from appliance.config import Paths, Settings

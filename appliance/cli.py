@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from contextlib import closing
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from typing import Any
 
 import click
 
@@ -120,7 +118,7 @@ def models(click_ctx: click.Context, as_json: bool) -> None:
         return
     from appliance.models import CATALOG, locate
 
-    ctx = click_ctx.find_object(_Context) or click_ctx.ensure_object(_Context)
+    ctx = click_ctx.ensure_object(_Context)
     rows = []
     for entry in CATALOG.values():
         path = locate(entry, ctx.paths.models_dir)
@@ -255,10 +253,8 @@ def config() -> None:
 @pass_ctx
 def config_show(ctx: _Context, as_json: bool) -> None:
     """Print the effective settings and where each came from."""
-    rows = effective_settings(ctx.settings, ctx.paths.config_file)
-    for row in rows:
-        if row.key == "daemon.api_key" and row.value:
-            object.__setattr__(row, "value", "***")
+    rows = [replace(row, value="***") if row.key == "daemon.api_key" and row.value else row
+            for row in effective_settings(ctx.settings, ctx.paths.config_file)]
     paths = {name: str(getattr(ctx.paths, name)) for name in
              ("config_file", "data_dir", "models_dir", "run_dir", "log_dir", "db_file")}
     if as_json:

@@ -7,12 +7,12 @@ API errors come back as the same `GembaError` kinds the daemon raised.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 
-from appliance import errors
 from appliance.errors import DaemonUnavailable, GembaError
 
 

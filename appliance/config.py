@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -188,7 +189,7 @@ def effective_settings(settings: Settings, config_file: Path) -> list[SettingRow
     """Every leaf setting with its value and where it came from (the file or the default)."""
     raw = _read_toml(config_file)
     rows: list[SettingRow] = []
-    for section_name, section_field in Settings.model_fields.items():
+    for section_name in Settings.model_fields:
         section = getattr(settings, section_name)
         in_file = raw.get(section_name, {})
         for key, field in type(section).model_fields.items():

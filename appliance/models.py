@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from appliance.errors import InvalidModelId, ModelIntegrityError, ModelNotFound
 

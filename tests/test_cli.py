@@ -121,3 +121,20 @@ def test_lan_address_without_api_key_is_refused(gemba_home: GembaHome) -> None:
     result = gemba_home.gemba("serve", "--host", "0.0.0.0", timeout=60)
     assert result.returncode == 78
     assert "without an API key" in result.stderr
+
+
+def test_auto_started_daemon_stops_itself_when_idle(gemba_home: GembaHome) -> None:
+    gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\nidle_timeout_s = 1\n")
+    gemba_home.gemba("ask", "--max-tokens", "5", "Say OK.", check=True)
+    deadline = time.monotonic() + 30
+    while gemba_home.health() is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gemba_home.health() is None
+    assert not (gemba_home.home / "run" / "daemon.json").exists()  # it cleaned up after itself
+
+
+def test_daemon_started_by_hand_does_not_time_out(gemba_home: GembaHome) -> None:
+    gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\nidle_timeout_s = 1\n")
+    gemba_home.start_daemon()
+    time.sleep(3)  # well past the idle timeout, which applies only to auto-started daemons
+    assert gemba_home.health()["ready"]

@@ -44,7 +44,7 @@ class ConsoleApp(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "Gemba"
     # The transcript can take focus too; the operator's first keystroke must land in the question.
-    AUTO_FOCUS = "#question"
+    # AUTO_FOCUS removed for probe
     BINDINGS = [
         Binding("escape", "cancel", "Cancel answer"),
         Binding("ctrl+q", "quit", "Quit"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import codecs
 import time
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter

@@ -6,8 +6,9 @@ worker -> daemon: Ready or LoadFailed once, then per job: Prompt, Piece..., and 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import AsyncIterator
 
 from appliance.errors import EngineError
 from appliance.inference.protocol import (

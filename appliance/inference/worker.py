@@ -7,8 +7,8 @@ checking for Cancel between tokens.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
-from typing import Callable
 
 from appliance.inference.protocol import (
     Cancel,
