@@ -14,17 +14,18 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
+from conftest import LONG_ANSWER_PROMPT, PYTHON, GembaHome, free_port
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from appliance.client import ApplianceClient
 from appliance.console.app import AnswerText, ConsoleApp
 from appliance.console.text import clean
-from conftest import LONG_ANSWER_PROMPT, PYTHON, GembaHome, free_port
 
 SIZE = (80, 24)
 ANSWER_DEADLINE_S = 120  # generous: two cores, and other tests may share the machine
@@ -246,8 +247,9 @@ def _tmux(socket: str, *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, timeout=30)
 
 
-def _pane(socket: str) -> str:
-    return _tmux(socket, "capture-pane", "-p", "-t", "console").stdout
+def _pane(socket: str, history: bool = False) -> str:
+    start = ["-S", "-"] if history else []  # "-": from the top of the scrollback
+    return _tmux(socket, "capture-pane", "-p", *start, "-t", "console").stdout
 
 
 def _wait_pane(socket: str, condition: Callable[[str], bool], what: str,
@@ -293,6 +295,8 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
         started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
                         str(script))
         assert started.returncode == 0, started.stderr
+        # Keep the pane after the console exits, to see what it left in the terminal.
+        _tmux(socket, "set-option", "-t", "console", "remain-on-exit", "on")
         # The first run starts the daemon in this home, then opens the TUI.
         _wait_pane(socket, lambda p: p.lstrip().startswith("Gemba | model") and "| ready" in p,
                    "the console's status line", 180)
@@ -310,8 +314,14 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
             time.sleep(0.2)
         assert exit_file.exists(), f"ctrl+q did not quit; the screen shows:\n{_pane(socket)}"
         assert exit_file.read_text().strip() == "0"
+        _wait_pane(socket, lambda p: "Gemba | model" not in p, "the terminal to be handed back",
+                   10)
+        before_tui = _pane(socket, history=True)
+        assert "Starting the Gemba appliance daemon" in before_tui, before_tui
     finally:
         _tmux(socket, "kill-server")
+        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmux_dir / socket).unlink(missing_ok=True)  # this tmux leaves its socket file behind
 
     titles = [row["title"] for row in gemba_home.history()]
     assert question in titles

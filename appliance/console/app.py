@@ -44,7 +44,7 @@ class ConsoleApp(App[None]):
     CSS_PATH = "console.tcss"
     TITLE = "Gemba"
     # The transcript can take focus too; the operator's first keystroke must land in the question.
-    # AUTO_FOCUS removed for probe
+    AUTO_FOCUS = "#question"
     BINDINGS = [
         Binding("escape", "cancel", "Cancel answer"),
         Binding("ctrl+q", "quit", "Quit"),
@@ -111,6 +111,9 @@ class ConsoleApp(App[None]):
             self.post_message(AnswerEnded("cancelled", None))
         except GembaError as error:
             self.post_message(AnswerFailed(question, error.message))
+        except Exception as error:  # noqa: BLE001 - the console must never stay locked
+            self.post_message(AnswerFailed(question, f"unexpected reply from the appliance "
+                                                     f"({type(error).__name__})"))
         finally:
             stream.close()  # closing the stream tells the daemon to stop generating
 
