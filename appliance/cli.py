@@ -301,3 +301,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(error.exit_code)
     except BrokenPipeError:
         sys.exit(141)
+
+
+def _register_installer() -> None:
+    from installer.cli import install
+
+    cli.add_command(install)
+
+
+_register_installer()

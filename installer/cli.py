@@ -1,0 +1,201 @@
+"""`gemba install`: what a field engineer runs on a new box. Decisions live in plan.py."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from appliance.config import Paths
+from appliance.errors import ConfigError, GembaError
+from appliance.hardware.facts import HostFacts, from_dict, to_dict
+
+GIB = 1 << 30
+_MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _facts(hardware: Path | None) -> HostFacts:
+    if hardware is None:
+        from appliance.hardware.probe import probe
+
+        return probe(Paths.from_env().data_dir)
+    try:
+        return from_dict(HostFacts, json.loads(hardware.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{hardware} is not a recorded probe: {exc}",
+                          "record one with `gemba install probe --json > box.json`") from exc
+
+
+def _model_path(model: str) -> Path:
+    from appliance.models import CATALOG, resolve
+
+    if model in CATALOG:
+        return resolve(CATALOG[model], Paths.from_env().models_dir)
+    path = Path(model)
+    if not path.is_file():
+        raise ConfigError(f"model '{model}' is neither a catalog id nor a file",
+                          "give a catalog id (`gemba models`) or the path of a .gguf file")
+    return path
+
+
+@click.group("install")
+def install() -> None:
+    """Field engineer's installer: probe, match a profile, plan, commission."""
+
+
+@install.command()
+@click.option("--json", "as_json", is_flag=True)
+def probe(as_json: bool) -> None:
+    """Describe this box: CPU, memory, disk, sensors, NVIDIA GPUs, Jetson."""
+    facts = _facts(None)
+    if as_json:
+        _emit_json(to_dict(facts))
+        return
+    for line in describe_facts(facts):
+        click.echo(line)
+
+
+def describe_facts(facts: HostFacts) -> list[str]:
+    cpu, mem = facts.cpu, facts.memory
+    features = ", ".join(name.upper() for name, has in cpu.features.items() if has) or "none"
+    lines = [
+        f"Host      {facts.hostname}  {facts.os}",
+        f"CPU       {cpu.model} ({cpu.arch}), {cpu.physical_cores or '?'} cores / "
+        f"{cpu.logical_cores} threads; {features}",
+        f"Memory    {mem.total_bytes / GIB:.1f} GiB total, {mem.available_bytes / GIB:.1f} GiB "
+        f"available, swap {mem.swap_total_bytes / GIB:.1f} GiB"
+        + (f", cgroup limit {mem.cgroup_limit_bytes / GIB:.1f} GiB"
+           if mem.cgroup_limit_bytes else ""),
+        f"Disk      {facts.disk.free_bytes / GIB:.1f} GiB free of "
+        f"{facts.disk.total_bytes / GIB:.1f} GiB at {facts.disk.path}",
+    ]
+    for temp in facts.temperatures:
+        lines.append(f"Temp      {temp.source}/{temp.label}: {temp.temp_c:g} °C")
+    if facts.nvml.available:
+        lines.append(f"NVIDIA    driver {facts.nvml.driver_version}, CUDA {facts.nvml.cuda_version}")
+        for gpu in facts.gpus:
+            lines.append(f"GPU {gpu.index}     {gpu.name}: {_gib(gpu.memory_total_bytes)} GiB, "
+                         f"{_num(gpu.temp_c)} °C, {_num(gpu.power_draw_w)} / "
+                         f"{_num(gpu.power_limit_w)} W, throttle: "
+                         f"{', '.join(gpu.throttle_reasons or ()) or 'none'}")
+    if facts.tegra:
+        lines.append(f"Jetson    {facts.tegra.model}, power mode {facts.tegra.nvpmodel_mode}")
+        for rail in facts.tegra.power_rails:
+            lines.append(f"Rail      {rail.name}: {_num(rail.power_w)} W")
+    for what, why in sorted(facts.unavailable.items()):
+        lines.append(f"n/a       {what}: {why}")
+    return lines
+
+
+def _gib(value: int | None) -> str:
+    return "?" if value is None else f"{value / GIB:.1f}"
+
+
+def _num(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+@install.command()
+@click.option("--hardware", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="A recorded probe (JSON) instead of this box.")
+@click.option("--json", "as_json", is_flag=True)
+def profiles(hardware: Path | None, as_json: bool) -> None:
+    """List the firmware profiles and which one matches this box."""
+    from installer.profiles import best_match, load_profiles
+
+    facts = _facts(hardware)
+    all_profiles = load_profiles()
+    best = best_match(all_profiles, facts)
+    rows = [{"name": p.name, "description": p.profile.description,
+             "matches": best is not None and best.profile.name == p.name} for p in all_profiles]
+    if as_json:
+        _emit_json({"profiles": rows, "match": best.profile.name if best else None,
+                    "reasons": list(best.reasons) if best else []})
+        return
+    for row in rows:
+        click.echo(f"{'*' if row['matches'] else ' '} {row['name']:<28} {row['description']}")
+    if best:
+        click.echo(f"\nThis box matches {best.profile.name}: {'; '.join(best.reasons)}", err=True)
+    else:
+        click.echo("\nNo profile matches this box; pass --profile NAME to choose one.", err=True)
+
+
+@install.command()
+@click.option("--profile", "profile_name", default=None,
+              help="Firmware profile (default: the one that matches the box).")
+@click.option("--model", "model", default="smollm2-135m-instruct-q4_1", show_default=True,
+              help="Catalog id or path of a .gguf file.")
+@click.option("--ctx", type=click.IntRange(min=128), default=None, help="Wanted context.")
+@click.option("--hardware", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Plan for a recorded probe (JSON) instead of this box.")
+@click.option("--json", "as_json", is_flag=True)
+def plan(profile_name: str | None, model: str, ctx: int | None, hardware: Path | None,
+         as_json: bool) -> None:
+    """Plan threads, context, GPU layers, KV cache and power for a model on a box.
+
+    Exit status 0 when no check fails, 3 when one does."""
+    from installer.gguf_info import read_model_facts
+    from installer.plan import make_plan
+    from installer.profiles import best_match, find_profile, load_profiles
+
+    facts = _facts(hardware)
+    if profile_name:
+        profile = find_profile(profile_name)
+    else:
+        best = best_match(load_profiles(), facts)
+        if best is None:
+            raise ConfigError("no firmware profile matches this box",
+                              "choose one with --profile (see `gemba install profiles`)")
+        profile = best.profile
+    result = make_plan(facts, profile, read_model_facts(_model_path(model)), ctx)
+    if as_json:
+        _emit_json(plan_to_dict(result))
+    else:
+        for line in describe_plan(result):
+            click.echo(line)
+    sys.exit(result.exit_code)
+
+
+def plan_to_dict(result: Any) -> dict[str, Any]:
+    memory = result.memory
+    return {
+        "profile": result.profile, "model": result.model, "ok": result.ok,
+        "settings": {k: {"value": c.value, "reason": c.reason}
+                     for k, c in result.settings.items()},
+        "memory": {**memory.__dict__, "ram_bytes": memory.ram_bytes,
+                   "vram_bytes": memory.vram_bytes},
+        "power_w": result.power_w,
+        "checks": [{"name": c.name, "status": c.status, "message": c.message,
+                    "figures": c.figures} for c in result.checks],
+    }
+
+
+def describe_plan(result: Any) -> list[str]:
+    m = result.memory
+    lines = [f"Plan for {result.model} on profile {result.profile}", "", "Settings:"]
+    for key, choice in result.settings.items():
+        lines.append(f"  {key:<16} {str(choice.value):<8} {choice.reason}")
+    lines += ["", "Memory (MiB):",
+              f"  weights  CPU {m.weights_cpu_bytes / 2**20:8.1f}   GPU {m.weights_gpu_bytes / 2**20:8.1f}",
+              f"  KV cache CPU {m.kv_cpu_bytes / 2**20:8.1f}   GPU {m.kv_gpu_bytes / 2**20:8.1f}",
+              f"  compute  CPU {m.compute_cpu_bytes / 2**20:8.1f}   GPU {m.compute_gpu_bytes / 2**20:8.1f}",
+              f"  overhead     {m.overhead_bytes / 2**20:8.1f}",
+              f"  total RAM    {m.ram_bytes / 2**20:8.1f} of {m.ram_budget_bytes / 2**20:.1f}"
+              f"   VRAM {m.vram_bytes / 2**20:.1f} of {m.vram_budget_bytes / 2**20:.1f}",
+              "", "Checks:"]
+    for check in result.checks:
+        lines.append(f"  {_MARK[check.status]}  {check.name:<14} {check.message}")
+    lines.append("")
+    lines.append("Result: " + ("ready to install" if result.ok else
+                               "REFUSED: fix the failed checks above (exit status 3)"))
+    return lines
+
+
+__all__ = ["install", "GembaError"]

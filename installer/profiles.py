@@ -1,0 +1,242 @@
+"""Firmware profiles: one TOML per box model and power mode, validated strictly, matched to a probe.
+
+A profile says how to recognise the box and what budgets it must stay inside. A bad profile is an
+error that names the file, the key and what is allowed; nothing from it is used.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from appliance.errors import ConfigError
+from appliance.hardware.facts import HostFacts
+
+PROFILES_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
+QUANTIZATIONS = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K", "Q5_1", "Q5_0", "Q4_K", "Q4_1", "Q4_0",
+                 "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class About(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,63}$")
+    """Profile id, the file name without .toml."""
+    description: str = Field(min_length=3)
+    """What box and power mode this is, as an engineer would say it."""
+
+
+class Match(_Strict):
+    cpu_model: list[str] = []
+    """Glob patterns for the CPU model string (any may match); empty: any CPU."""
+    gpu_model: list[str] = []
+    """Glob patterns for NVIDIA GPU names (every GPU must match one); empty: no GPU required."""
+    gpu_count: int | None = Field(None, ge=0, le=16)
+    """Exact number of NVIDIA GPUs, when it identifies the box."""
+    board_model: list[str] = []
+    """Glob patterns for the board (Jetson device-tree model)."""
+    power_mode: str | None = None
+    """Jetson nvpmodel mode name (e.g. "15W"), when the profile is for one mode."""
+    cpu_flags: list[str] = []
+    """Flags the CPU must have (e.g. "hypervisor" for virtual machines)."""
+    ram_min_gib: float = Field(0, ge=0, le=4096)
+    """Smallest installed RAM for this box."""
+    ram_max_gib: float = Field(4096, gt=0, le=4096)
+    """Largest installed RAM for this box."""
+
+    @model_validator(mode="after")
+    def _range(self) -> Self:
+        if self.ram_min_gib > self.ram_max_gib:
+            raise ValueError("ram_min_gib must not exceed ram_max_gib")
+        return self
+
+
+class Power(_Strict):
+    box_budget_w: float = Field(gt=0, le=5000)
+    """Most the whole box may draw from its supply, in watts."""
+    idle_w: float = Field(ge=0, le=2000)
+    """What the box draws idle, in watts (spec sheet or measured)."""
+    cpu_load_w: float = Field(ge=0, le=2000)
+    """Extra draw with every CPU core busy, in watts."""
+    gpu_cap_w: float | None = Field(None, gt=0, le=1000)
+    """Power limit to set on each NVIDIA GPU, in watts; unset: leave the card's limit."""
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        if self.idle_w >= self.box_budget_w:
+            raise ValueError("idle_w must be below box_budget_w")
+        return self
+
+
+class Thermal(_Strict):
+    cpu_careful_c: float = Field(ge=20, le=125)
+    """CPU temperature where the governor starts to slow down, °C."""
+    cpu_warning_c: float = Field(ge=20, le=125)
+    """CPU temperature where new requests wait, °C."""
+    cpu_critical_c: float = Field(ge=20, le=125)
+    """CPU temperature where generation stops, °C."""
+    gpu_careful_c: float | None = Field(None, ge=20, le=125)
+    gpu_warning_c: float | None = Field(None, ge=20, le=125)
+    gpu_critical_c: float | None = Field(None, ge=20, le=125)
+    rated_ambient_c: float = Field(ge=-40, le=85)
+    """Highest cabinet air temperature the box is rated for, °C."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        for part in ("cpu", "gpu"):
+            values = [getattr(self, f"{part}_{level}_c") for level in
+                      ("careful", "warning", "critical")]
+            if part == "gpu" and all(v is None for v in values):
+                continue
+            if any(v is None for v in values):
+                raise ValueError(f"give all three {part} thresholds or none")
+            if not values[0] < values[1] < values[2]:
+                raise ValueError(f"{part}_careful_c < {part}_warning_c < {part}_critical_c "
+                                 f"must hold (got {values[0]}, {values[1]}, {values[2]})")
+        return self
+
+
+class Memory(_Strict):
+    reserved_ram_gib: float = Field(ge=0, le=1024)
+    """RAM kept free for the plant's other software (HMI, historian, OS)."""
+    min_free_disk_gib: float = Field(ge=0, le=10_000)
+    """Free disk that must remain after the model is installed."""
+
+
+class ModelLimits(_Strict):
+    allowed_quantizations: list[str] = Field(min_length=1)
+    """Weight types this box may run (e.g. Q4_K, Q8_0); others are refused."""
+    max_context: int = Field(ge=256, le=1_048_576)
+    """Largest context window the plan may choose, in tokens."""
+    thread_cap: int = Field(ge=1, le=512)
+    """Most CPU threads inference may use (leave cores for the plant's software)."""
+
+    @model_validator(mode="after")
+    def _known(self) -> Self:
+        unknown = [q for q in self.allowed_quantizations if q not in QUANTIZATIONS]
+        if unknown:
+            raise ValueError(f"unknown quantizations {unknown}; allowed: {list(QUANTIZATIONS)}")
+        return self
+
+
+class Profile(_Strict):
+    profile: About
+    match: Match
+    power: Power
+    thermal: Thermal
+    memory: Memory
+    model: ModelLimits
+
+    @property
+    def name(self) -> str:
+        return self.profile.name
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    profile: Profile
+    score: int
+    reasons: tuple[str, ...]
+
+
+def load_profile(path: Path) -> Profile:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"firmware profile {path}: cannot read it: {exc}",
+                          "fix the file; firmware_profiles/README.md describes the format") from exc
+    try:
+        profile = Profile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"firmware profile {path}: " + "; ".join(
+            _describe(error) for error in exc.errors()),
+            "fix the key named above; firmware_profiles/README.md lists every key, its unit "
+            "and range") from exc
+    if profile.name != path.stem:
+        raise ConfigError(f"firmware profile {path}: key 'profile.name' is '{profile.name}' but "
+                          f"the file is named {path.name}",
+                          f"rename the file to {profile.name}.toml or change the name")
+    return profile
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{key}'"
+    if error["type"] == "missing":
+        return f"missing key '{key}'"
+    return f"key '{key}': {error['msg']} (got {error.get('input')!r})"
+
+
+def load_profiles(folder: Path = PROFILES_DIR) -> list[Profile]:
+    """Every profile in the folder; the first bad one stops the load (no half-applied set)."""
+    return [load_profile(path) for path in sorted(folder.glob("*.toml"))]
+
+
+def find_profile(name: str, folder: Path = PROFILES_DIR) -> Profile:
+    path = folder / f"{name}.toml"
+    if not path.is_file() or "/" in name or name.startswith("."):
+        known = ", ".join(p.stem for p in sorted(folder.glob("*.toml")))
+        raise ConfigError(f"no firmware profile named '{name}' in {folder}",
+                          f"choose one of: {known}")
+    return load_profile(path)
+
+
+def match(profile: Profile, facts: HostFacts) -> MatchResult | None:
+    """How well the profile fits the box (None: it does not), and why."""
+    rule, reasons, score = profile.match, [], 0
+    ram_gib = facts.memory.total_bytes / 2**30
+    if not rule.ram_min_gib <= ram_gib <= rule.ram_max_gib:
+        return None
+    if rule.cpu_model:
+        if not _any_glob(facts.cpu.model, rule.cpu_model):
+            return None
+        reasons.append(f"CPU '{facts.cpu.model}'")
+        score += 2
+    if rule.board_model:
+        board = facts.tegra.model if facts.tegra else None
+        if not board or not _any_glob(board, rule.board_model):
+            return None
+        reasons.append(f"board '{board}'")
+        score += 3
+    if rule.power_mode is not None:
+        mode = facts.tegra.nvpmodel_mode if facts.tegra else None
+        if mode != rule.power_mode:
+            return None
+        reasons.append(f"power mode {mode}")
+        score += 2
+    gpus = facts.gpus
+    if rule.gpu_count is not None:
+        if len(gpus) != rule.gpu_count:
+            return None
+        score += 1
+    if rule.gpu_model:
+        if not gpus or not all(_any_glob(gpu.name, rule.gpu_model) for gpu in gpus):
+            return None
+        reasons.append("GPU " + ", ".join(gpu.name for gpu in gpus))
+        score += 3
+    missing_flags = [flag for flag in rule.cpu_flags if not facts.cpu.has(flag)]
+    if missing_flags:
+        return None
+    if rule.cpu_flags:
+        reasons.append("CPU flags " + ", ".join(rule.cpu_flags))
+        score += 1
+    reasons.append(f"{ram_gib:.1f} GiB RAM within {rule.ram_min_gib:g}-{rule.ram_max_gib:g}")
+    return MatchResult(profile, score, tuple(reasons))
+
+
+def best_match(profiles: list[Profile], facts: HostFacts) -> MatchResult | None:
+    results = [r for r in (match(p, facts) for p in profiles) if r is not None]
+    return max(results, key=lambda r: r.score, default=None)
+
+
+def _any_glob(text: str, patterns: list[str]) -> bool:
+    lowered = text.lower()
+    return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
