@@ -266,6 +266,8 @@ def config_show(ctx: _Context, as_json: bool) -> None:
     for row in rows:
         value = json.dumps(row.value, ensure_ascii=False)
         click.echo(f"{row.key:<32} {value:<24} ({row.source})")
+        if row.reason:
+            click.echo(f"{'':<32} planned: {row.reason}")
 
 
 # -- console -------------------------------------------------------------------------------------

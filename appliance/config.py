@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -51,6 +51,18 @@ class ModelSettings(_Section):
     """Tokens evaluated per batch while reading the prompt."""
     n_gpu_layers: int = Field(0, ge=-1)
     """Layers offloaded to the GPU (0: CPU only, -1: all)."""
+    n_ubatch: int = Field(512, ge=1, le=65536)
+    """Micro-batch: tokens computed at once; the compute buffer grows with it."""
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
+    """KV cache element type; q8_0 and q4_0 halve or quarter it and need flash_attn."""
+    flash_attn: bool = False
+    """Use flash attention (needed for a quantized KV cache; faster on GPUs)."""
+    use_mmap: bool = True
+    """Map the model file instead of reading it into private memory."""
+    use_mlock: bool = False
+    """Lock the model in RAM (needs LimitMEMLOCK for the service)."""
+    gpu_power_cap_w: float | None = Field(None, gt=0, le=1000)
+    """Power limit the daemon sets on each NVIDIA GPU at start (restored on exit)."""
 
 
 class GenerationSettings(_Section):
@@ -67,10 +79,20 @@ class GenerationSettings(_Section):
     """Instruction placed before every conversation."""
 
 
+class PlanRecord(_Section):
+    profile: str | None = None
+    """Firmware profile the installer planned for (unset: not commissioned)."""
+    planned_at: str | None = None
+    """When `gemba install apply` wrote this plan (UTC)."""
+    reasons: dict[str, str] = {}
+    """Why the installer chose each setting, by key."""
+
+
 class Settings(_Section):
     daemon: DaemonSettings = DaemonSettings()
     model: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
+    plan: PlanRecord = PlanRecord()
 
 
 @dataclass(frozen=True)
@@ -132,6 +154,8 @@ class SettingRow:
     value: Any
     source: str
     doc: str
+    reason: str | None = None
+    """Why the installer chose this value, when it did."""
 
 
 def load_settings(config_file: Path) -> Settings:
@@ -194,6 +218,7 @@ def effective_settings(settings: Settings, config_file: Path) -> list[SettingRow
         in_file = raw.get(section_name, {})
         for key, field in type(section).model_fields.items():
             source = f"file {config_file}" if key in in_file else "default"
-            rows.append(SettingRow(f"{section_name}.{key}", getattr(section, key), source,
-                                   field.description or ""))
+            name = f"{section_name}.{key}"
+            rows.append(SettingRow(name, getattr(section, key), source, field.description or "",
+                                   settings.plan.reasons.get(name)))
     return rows

@@ -68,10 +68,13 @@ def _prepare(settings: Settings, paths: Paths, host: str, port: int) -> Daemon:
     entry, model_path = resolve_verified(settings.model.id, paths.models_dir)
     db = open_store(paths.db_file)
     sock = _bind(host, port)
+    model = settings.model
     engine = EngineConfig(
         model_id=entry.id, model_path=str(model_path), model_sha256=entry.sha256,
-        n_ctx=settings.model.n_ctx, n_threads=settings.model.n_threads or default_threads(),
-        n_batch=settings.model.n_batch, n_gpu_layers=settings.model.n_gpu_layers)
+        n_ctx=model.n_ctx, n_threads=model.n_threads or default_threads(),
+        n_batch=model.n_batch, n_gpu_layers=model.n_gpu_layers, n_ubatch=model.n_ubatch,
+        kv_cache_type=model.kv_cache_type, flash_attn=model.flash_attn,
+        use_mmap=model.use_mmap, use_mlock=model.use_mlock)
     return Daemon(settings, paths, engine, db, sock)
 
 

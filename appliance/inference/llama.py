@@ -26,6 +26,8 @@ from appliance.inference.protocol import (
 
 # Tokens always left free for the answer when a prompt is checked against the context.
 _MIN_ANSWER_TOKENS = 16
+_KV_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+             "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 
 
 class LlamaEngine:
@@ -39,7 +41,13 @@ class LlamaEngine:
             n_threads=config.n_threads,
             n_threads_batch=config.n_threads,
             n_batch=config.n_batch,
+            n_ubatch=config.n_ubatch,
             n_gpu_layers=config.n_gpu_layers,
+            type_k=_KV_TYPES[config.kv_cache_type],
+            type_v=_KV_TYPES[config.kv_cache_type],
+            flash_attn=config.flash_attn,
+            use_mmap=config.use_mmap,
+            use_mlock=config.use_mlock,
             verbose=False,
         )
         self._formatter = self._chat_formatter()

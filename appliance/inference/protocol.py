@@ -22,6 +22,11 @@ class EngineConfig:
     n_threads: int
     n_batch: int
     n_gpu_layers: int
+    n_ubatch: int = 512
+    kv_cache_type: str = "f16"
+    flash_attn: bool = False
+    use_mmap: bool = True
+    use_mlock: bool = False
 
 
 @dataclass(frozen=True)
