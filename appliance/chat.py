@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import time
 from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from appliance.errors import EngineError, GembaError, RequestError
+from appliance.errors import EngineError, GembaError, RequestError, StorageError
 from appliance.inference.protocol import Finished, GenerationRequest, Piece, Prompt, Refused
 from appliance.inference.scheduler import Scheduler
 from appliance.inference.supervisor import EngineSupervisor
@@ -135,6 +136,9 @@ class ChatService:
                     self._on_event(job, state, event)
         except GembaError as error:
             self._fail(job, state, error)
+        except sqlite3.Error as error:
+            self._fail(job, state, StorageError(f"storage failed while answering: {error}",
+                                                "check the disk (`df -h`) and the daemon log"))
         except Exception as error:  # noqa: BLE001 - a bug here must not kill the daemon
             self._fail(job, state, EngineError(f"internal error while answering: {error!r}",
                                                "see the daemon log; report it to support"))
@@ -151,20 +155,28 @@ class ChatService:
             state.pieces.append(event.text)
             job.events.put_nowait(event)
         elif isinstance(event, Refused):
-            job.events.put_nowait(Failed(RequestError(event.message, event.hint)))
+            error_class = EngineError if event.kind == "engine_error" else RequestError
+            self._fail(job, state, error_class(event.message, event.hint))
         elif isinstance(event, Finished):
             record = self._record(state, event.finish_reason, event.prompt_tokens,
                                   event.completion_tokens, event.ttft_s, event.tok_per_s)
             assert state.conversation_id is not None
             message_id = conversations.add_answer(self.db, state.conversation_id, record)
+            state.stored = True
             job.events.put_nowait(Answered(state.conversation_id, message_id, record))
 
     def _fail(self, job: AnswerJob, state: _Progress, error: GembaError) -> None:
-        if state.conversation_id is not None:
-            # Keep what the operator already saw, marked as failed.
-            record = self._record(state, "error", None, len(state.pieces), None, None)
-            conversations.add_answer(self.db, state.conversation_id, record)
-        job.events.put_nowait(Failed(error, state.conversation_id))
+        try:
+            if state.conversation_id is not None and not state.stored:
+                # Keep what the operator already saw, marked as failed.
+                record = self._record(state, "error", None, len(state.pieces), None, None)
+                conversations.add_answer(self.db, state.conversation_id, record)
+                state.stored = True
+        except GembaError as storage_error:
+            error = storage_error
+        finally:
+            # Whatever happened to storage, the waiting client always hears the outcome.
+            job.events.put_nowait(Failed(error, state.conversation_id))
 
     def _record(self, state: _Progress, finish_reason: str, prompt_tokens: int | None,
                 completion_tokens: int, ttft_s: float | None,
@@ -187,3 +199,4 @@ class ChatService:
 class _Progress:
     conversation_id: int | None = None
     pieces: list[str] = field(default_factory=list)
+    stored: bool = False

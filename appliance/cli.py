@@ -99,7 +99,9 @@ def ask(ctx: _Context, question: str, as_json: bool, max_tokens: int | None,
     elif result["finish_reason"] == "length":
         _say("[answer incomplete: it reached the token limit]")
     if result["finish_reason"] == "cancelled":
-        _say(f"[cancelled; the partial answer is kept in conversation {result['conversation_id']}]")
+        where = result["conversation_id"]
+        _say(f"[cancelled; the partial answer is kept in conversation {where}]" if where
+             else "[cancelled before the answer began]")
         sys.exit(130)
 
 
@@ -116,11 +118,11 @@ def models(click_ctx: click.Context, as_json: bool) -> None:
     """List the model catalog and which model files are present."""
     if click_ctx.invoked_subcommand is not None:
         return
-    from appliance.models import CATALOG, locate
+    from appliance.models import load_catalog, locate
 
     ctx = click_ctx.ensure_object(_Context)
     rows = []
-    for entry in CATALOG.values():
+    for entry in load_catalog(ctx.paths.models_dir).values():
         path = locate(entry, ctx.paths.models_dir)
         rows.append({**asdict(entry), "present": path is not None,
                      "path": str(path) if path else None,
@@ -143,13 +145,15 @@ def models(click_ctx: click.Context, as_json: bool) -> None:
 def models_verify(ctx: _Context, model_id: str | None, as_json: bool) -> None:
     """Re-hash model files against the catalog's sha256 (all present ones, or MODEL_ID)."""
     from appliance.errors import GembaError, ModelIntegrityError
-    from appliance.models import CATALOG, get_entry, resolve, verify
+    from appliance.models import get_entry, load_catalog, resolve, verify
 
-    entries = [get_entry(model_id)] if model_id else list(CATALOG.values())
+    models_dir = ctx.paths.models_dir
+    entries = [get_entry(model_id, models_dir)] if model_id else \
+        list(load_catalog(models_dir).values())
     results, failed = [], False
     for entry in entries:
         try:
-            path = resolve(entry, ctx.paths.models_dir)
+            path = resolve(entry, models_dir)
             with _progress(f"hashing {entry.file}", as_json) as progress:
                 verify(entry, path, progress)
             results.append({"id": entry.id, "ok": True, "path": str(path), "sha256": entry.sha256})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from appliance.errors import ConfigError
 
@@ -62,7 +62,13 @@ class ModelSettings(_Section):
     use_mlock: bool = False
     """Lock the model in RAM (needs LimitMEMLOCK for the service)."""
     gpu_power_cap_w: float | None = Field(None, gt=0, le=1000)
-    """Power limit the daemon sets on each NVIDIA GPU at start (restored on exit)."""
+    """Power limit for each NVIDIA GPU, planned by the installer (enforced by the governor)."""
+
+    @model_validator(mode="after")
+    def _quantized_cache_needs_flash(self) -> ModelSettings:
+        if self.kv_cache_type != "f16" and not self.flash_attn:
+            raise ValueError(f"kv_cache_type = \"{self.kv_cache_type}\" needs flash_attn = true")
+        return self
 
 
 class GenerationSettings(_Section):
@@ -72,6 +78,13 @@ class GenerationSettings(_Section):
     """Largest answer a request may ask for; larger requests are clamped to this."""
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     """Sampling temperature when a request does not say (low: steady, factual answers)."""
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> GenerationSettings:
+        if self.max_tokens > self.max_tokens_limit:
+            raise ValueError(f"max_tokens ({self.max_tokens}) is above max_tokens_limit "
+                             f"({self.max_tokens_limit})")
+        return self
+
     system_prompt: str = (
         "You are Gemba, an assistant for plant operators and engineers. "
         "Answer briefly and precisely. If you are not sure, say so."
@@ -175,7 +188,7 @@ def _read_toml(config_file: Path) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{config_file} is not valid TOML: {exc}",
-                          "fix the line named above; `gemba config show` checks it") from exc
+                          "fix the line named above; docs/configuration.md lists every key") from exc
 
 
 def _validate(raw: dict[str, Any], config_file: Path) -> Settings:
@@ -185,7 +198,7 @@ def _validate(raw: dict[str, Any], config_file: Path) -> Settings:
         problems = [_describe(error) for error in exc.errors()]
         raise ConfigError(
             f"{config_file}: " + "; ".join(problems),
-            "correct or remove the key; `gemba config show` lists every key with its default",
+            "correct or remove the key; docs/configuration.md lists every key with its default",
         ) from exc
 
 

@@ -12,6 +12,9 @@ Raised from the core, rendered only at the edges (`cli.py` prints it, `api/` map
     ├── NotFound                   66  a conversation or other record does not exist
     ├── RequestError               65  a request the engine must refuse (e.g. prompt too long)
     ├── EngineError                70  the inference worker failed or crashed
+    ├── Busy                       75  the queue is full; retry after a few seconds
+    ├── Unauthorized               77  a missing or wrong API key
+    ├── RequestTooLarge            65  a request body over daemon.max_body_bytes
     └── DaemonUnavailable          69  no daemon answers and none could be started
 """
 
@@ -87,3 +90,22 @@ class DaemonUnavailable(GembaError):
     exit_code = 69
     http_status = 503
     kind = "daemon_unavailable"
+
+
+class Busy(GembaError):
+    exit_code = 75
+    http_status = 503
+    kind = "busy"
+    retry_after_s = 5
+
+
+class Unauthorized(GembaError):
+    exit_code = 77
+    http_status = 401
+    kind = "unauthorized"
+
+
+class RequestTooLarge(GembaError):
+    exit_code = 65
+    http_status = 413
+    kind = "request_too_large"

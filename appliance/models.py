@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from appliance.errors import InvalidModelId, ModelIntegrityError, ModelNotFound
@@ -73,11 +74,41 @@ def validate_model_id(model_id: str) -> str:
     return model_id
 
 
-def get_entry(model_id: str) -> CatalogEntry:
-    entry = CATALOG.get(validate_model_id(model_id))
+MANIFEST = "catalog.json"
+"""Models a field engineer installed (`gemba install apply`), kept in the models folder."""
+
+
+def load_catalog(models_dir: Path | None = None) -> dict[str, CatalogEntry]:
+    """The built-in catalog plus the models installed into `models_dir`."""
+    catalog = dict(CATALOG)
+    if models_dir is None:
+        return catalog
+    try:
+        rows = json.loads((models_dir / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return catalog
+    except (OSError, ValueError) as exc:
+        raise InvalidModelId(f"{models_dir / MANIFEST} is unreadable: {exc}",
+                             "restore it from the last install report, or reinstall the model "
+                             "with `gemba install apply`") from exc
+    for row in rows:
+        entry = CatalogEntry(**row)
+        validate_model_id(entry.id)
+        if entry.id not in CATALOG:
+            catalog[entry.id] = entry
+    return catalog
+
+
+def manifest_text(entries: list[CatalogEntry]) -> str:
+    return json.dumps([asdict(entry) for entry in entries], indent=2)
+
+
+def get_entry(model_id: str, models_dir: Path | None = None) -> CatalogEntry:
+    catalog = load_catalog(models_dir)
+    entry = catalog.get(validate_model_id(model_id))
     if entry is None:
         raise ModelNotFound(
-            f"model '{model_id}' is not in the catalog (known: {', '.join(sorted(CATALOG))})",
+            f"model '{model_id}' is not in the catalog (known: {', '.join(sorted(catalog))})",
             "run `gemba models` to list the catalog, and set model.id in the config to one of them",
         )
     return entry
@@ -158,7 +189,7 @@ def verify(entry: CatalogEntry, path: Path, progress: ProgressCallback | None = 
 
 def resolve_verified(model_id: str, models_dir: Path) -> tuple[CatalogEntry, Path]:
     """The catalog entry and its verified file: the only way a model path reaches the engine."""
-    entry = get_entry(model_id)
+    entry = get_entry(model_id, models_dir)
     path = resolve(entry, models_dir)
     verify(entry, path)
     return entry, path

@@ -1,8 +1,9 @@
 """Decode speed and time to first token: the appliance daemon against raw llama.cpp.
 
 What it measures
-  * raw:    `llama_cpp.Llama` in this process, built with the engine's settings (model, n_ctx,
-            n_threads, n_batch), the chat prompt rendered with the model's own template, then
+  * raw:    `llama_cpp.Llama` in this process, built as the engine builds it (the [model]
+            defaults: n_ctx, n_batch, n_ubatch, KV type, flash attention, mmap/mlock, GPU
+            layers; --threads), the chat prompt rendered with the model's own template, then
             `Llama.generate(..., temp=0)` detokenizing every token, as the engine does.
   * daemon: `gemba serve` started as a subprocess (its own GEMBA_HOME in a temporary folder),
             timed from this process as an API client: streaming `POST /v1/chat/completions`.
@@ -16,8 +17,10 @@ What it measures
   Each side gets one warm-up run first (not counted). llama-cpp-python reuses the KV cache for a
   repeated prompt prefix, on both sides alike, so TTFT is that of a repeated question.
 
-The phases run one after the other, never together: raw first (its model is freed afterwards),
-then the daemon (stopped with SIGTERM at the end, whatever happens). Nothing here asserts on
+Only one side decodes at a time. --order alternate (default): the daemon and the raw model are
+both loaded and the runs taken in turn (raw, daemon, raw, ...), so background load that comes and
+goes falls on both sides alike. --order sequence: all raw runs, the raw model freed, then the
+daemon. The daemon is stopped with SIGTERM at the end, whatever happens. Nothing here asserts on
 time: the goals (daemon/raw decode ratio >= 0.97, TTFT overhead <= 20 ms) are only reported.
 
 Run it on a quiet machine:
@@ -40,10 +43,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -102,10 +107,13 @@ class RawModel:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self._llama_cpp = llama_cpp
-        self.llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=settings.n_ctx,
-                                   n_threads=n_threads, n_threads_batch=n_threads,
-                                   n_batch=settings.n_batch, n_gpu_layers=settings.n_gpu_layers,
-                                   verbose=False)
+        kv_type = getattr(llama_cpp, f"GGML_TYPE_{settings.kv_cache_type.upper()}")
+        self.llm = llama_cpp.Llama(
+            model_path=str(model_path), n_ctx=settings.n_ctx, n_threads=n_threads,
+            n_threads_batch=n_threads, n_batch=settings.n_batch, n_ubatch=settings.n_ubatch,
+            n_gpu_layers=settings.n_gpu_layers, type_k=kv_type, type_v=kv_type,
+            flash_attn=settings.flash_attn, use_mmap=settings.use_mmap,
+            use_mlock=settings.use_mlock, verbose=False)
         llm = self.llm
         self.formatter = Jinja2ChatFormatter(
             template=llm.metadata["tokenizer.chat_template"],
@@ -146,16 +154,14 @@ class RawModel:
         self.llm.close()
 
 
-def measure_raw(model_path: Path, n_threads: int, max_tokens: int, runs: int,
-                warmup: int) -> list[Run]:
+@contextmanager
+def raw_model(model_path: Path, n_threads: int) -> Iterator[RawModel]:
+    """The raw model, loaded for as long as the block runs and freed afterwards."""
     raw = RawModel(model_path, n_threads, ModelSettings())
     try:
-        for _ in range(warmup):
-            raw.run(messages(), max_tokens)
-        return [raw.run(messages(), max_tokens) for _ in range(runs)]
+        yield raw
     finally:
         raw.close()
-        del raw
 
 
 # -- the daemon ------------------------------------------------------------------------------------
@@ -166,12 +172,11 @@ def free_port() -> int:
 
 
 def write_config(home: Path, port: int, model_id: str, n_threads: int) -> None:
-    model = ModelSettings()
+    """Only the port, model and threads: every other [model] key keeps the default the raw side
+    also uses."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
-        f"[daemon]\nport = {port}\n\n"
-        f"[model]\nid = \"{model_id}\"\nn_threads = {n_threads}\nn_ctx = {model.n_ctx}\n"
-        f"n_batch = {model.n_batch}\nn_gpu_layers = {model.n_gpu_layers}\n",
+        f"[daemon]\nport = {port}\n\n[model]\nid = \"{model_id}\"\nn_threads = {n_threads}\n",
         encoding="utf-8")
 
 
@@ -203,7 +208,7 @@ def wait_healthy(client: httpx.Client, proc: subprocess.Popen[bytes],
 
 
 def stop_daemon(proc: subprocess.Popen[bytes], worker_pid: int | None) -> None:
-    """SIGTERM the daemon; if it lingers, kill its process group; then make sure the worker is gone."""
+    """SIGTERM the daemon, kill its process group if it lingers; make sure the worker is gone."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -265,8 +270,20 @@ def daemon_run(client: httpx.Client, max_tokens: int) -> Run:
                finish_reason=final.get("choices", [{}])[0].get("finish_reason"))
 
 
-def measure_daemon(model_id: str, n_threads: int, max_tokens: int, runs: int,
-                   warmup: int) -> tuple[list[Run], dict[str, Any]]:
+@dataclass
+class DaemonClient:
+    """A running daemon and an HTTP client bound to it."""
+
+    client: httpx.Client
+    health: dict[str, Any]
+
+    def run(self, max_tokens: int) -> Run:
+        return daemon_run(self.client, max_tokens)
+
+
+@contextmanager
+def running_daemon(model_id: str, n_threads: int) -> Iterator[DaemonClient]:
+    """`gemba serve` in a temporary GEMBA_HOME, ready; always stopped when the block ends."""
     with tempfile.TemporaryDirectory(prefix="gemba-bench-") as tmp:
         home, port = Path(tmp) / "home", free_port()
         write_config(home, port, model_id, n_threads)
@@ -276,11 +293,42 @@ def measure_daemon(model_id: str, n_threads: int, max_tokens: int, runs: int,
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False) as client:
                 health = wait_healthy(client, proc, log_file)
-                for _ in range(warmup):
-                    daemon_run(client, max_tokens)
-                return [daemon_run(client, max_tokens) for _ in range(runs)], health
+                yield DaemonClient(client, health)
         finally:
             stop_daemon(proc, health.get("worker_pid"))
+
+
+def timed_runs(run: Callable[[], Run], runs: int, warmup: int) -> list[Run]:
+    for _ in range(warmup):
+        run()
+    return [run() for _ in range(runs)]
+
+
+def measure_sequence(args: argparse.Namespace, model_id: str, model_path: Path,
+                     load: dict[str, list[float]]) -> tuple[list[Run], list[Run], dict[str, Any]]:
+    """All raw runs (the model is freed afterwards), then the daemon started and measured."""
+    with raw_model(model_path, args.threads) as raw:
+        raw_runs = timed_runs(lambda: raw.run(messages(), args.tokens), args.runs, args.warmup)
+    load["after_raw"] = load_average()
+    with running_daemon(model_id, args.threads) as daemon:
+        daemon_runs = timed_runs(lambda: daemon.run(args.tokens), args.runs, args.warmup)
+        return raw_runs, daemon_runs, daemon.health
+
+
+def measure_alternate(args: argparse.Namespace, model_id: str, model_path: Path,
+                      load: dict[str, list[float]]) -> tuple[list[Run], list[Run], dict[str, Any]]:
+    """Both loaded, runs taken in turn (raw, daemon, raw, ...): one decodes at a time, and any
+    background load that comes and goes falls on both sides alike."""
+    with running_daemon(model_id, args.threads) as daemon, \
+            raw_model(model_path, args.threads) as raw:
+        raw_runs: list[Run] = []
+        daemon_runs: list[Run] = []
+        for i in range(args.warmup + args.runs):
+            raw_run, daemon_run_ = raw.run(messages(), args.tokens), daemon.run(args.tokens)
+            if i >= args.warmup:
+                raw_runs.append(raw_run)
+                daemon_runs.append(daemon_run_)
+        return raw_runs, daemon_runs, daemon.health
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -327,13 +375,14 @@ def build_report(args: argparse.Namespace, entry: CatalogEntry, raw: list[Run],
     same_prompt = len({r.prompt_tokens for r in (*raw, *daemon)}) == 1
     return {
         "benchmark": "decode",
-        "timestamp_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "load_average": load,
         "model": {"id": entry.id, "sha256": entry.sha256, "file": entry.file},
         "settings": {"threads": args.threads, "tokens": args.tokens, "runs": args.runs,
-                     "warmup_runs": args.warmup, "temperature": 0.0, "top_p": TOP_P,
-                     "n_ctx": ModelSettings().n_ctx, "n_batch": ModelSettings().n_batch,
+                     "warmup_runs": args.warmup, "order": args.order,
+                     "temperature": 0.0, "top_p": TOP_P,
+                     "model": ModelSettings().model_dump(exclude={"id", "n_threads"}),
                      "system_prompt": SYSTEM_PROMPT, "user_prompt": USER_PROMPT},
         "daemon_health": {k: health.get(k) for k in ("version", "n_threads", "n_ctx", "load_s")},
         "checks": {"all_runs_produced_requested_tokens": same_tokens,
@@ -357,7 +406,7 @@ def print_table(report: dict[str, Any]) -> None:
     machine, settings = report["machine"], report["settings"]
     engine = daemon["engine_tok_per_s"]
     print(f"{report['model']['id']} | {settings['threads']} threads | {settings['tokens']} tokens "
-          f"| median of {settings['runs']} runs | {machine['cpu_model']}")
+          f"| median of {settings['runs']} runs ({settings['order']}) | {machine['cpu_model']}")
     print(f"{'':8} {'decode tok/s':>13} {'TTFT ms':>9}")
     print(f"{'raw':8} {raw['decode_tok_per_s']:>13.1f} {raw['ttft_ms']:>9.1f}")
     print(f"{'daemon':8} {daemon['decode_tok_per_s']:>13.1f} {daemon['ttft_ms']:>9.1f}"
@@ -377,6 +426,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tokens", type=int, default=256, help="tokens per run (default 256)")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default 2)")
     parser.add_argument("--model", default=DEFAULT_MODEL_ID, help="catalog model id")
+    parser.add_argument("--order", choices=("alternate", "sequence"), default="alternate",
+                        help="alternate: raw and daemon runs in turn, both loaded (default); "
+                             "sequence: all raw runs, model freed, then the daemon")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help=f"JSON report (default {DEFAULT_OUTPUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
@@ -390,12 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gemba-bench-models-") as models_dir:
         entry, model_path = resolve_verified(args.model, Path(models_dir))
     load = {"start": load_average()}
-    print(f"raw llama_cpp: {args.warmup} warm-up + {args.runs} runs ...", file=sys.stderr)
-    raw = measure_raw(model_path, args.threads, args.tokens, args.runs, args.warmup)
-    load["after_raw"] = load_average()
-    print(f"daemon: {args.warmup} warm-up + {args.runs} runs ...", file=sys.stderr)
-    daemon, health = measure_daemon(entry.id, args.threads, args.tokens, args.runs, args.warmup)
-    load["after_daemon"] = load_average()
+    measure = measure_alternate if args.order == "alternate" else measure_sequence
+    print(f"{args.order}: {args.warmup} warm-up + {args.runs} timed runs per side, "
+          f"{args.tokens} tokens, {args.threads} threads ...", file=sys.stderr)
+    raw, daemon, health = measure(args, entry.id, model_path, load)
+    load["end"] = load_average()
     report = build_report(args, entry, raw, daemon, health, load)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

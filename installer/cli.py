@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from appliance.config import Paths
-from appliance.errors import ConfigError, GembaError
+from appliance.errors import ConfigError
 from appliance.hardware.facts import HostFacts, from_dict, to_dict
 
 GIB = 1 << 30
@@ -198,4 +198,164 @@ def describe_plan(result: Any) -> list[str]:
     return lines
 
 
-__all__ = ["install", "GembaError"]
+def _bar(label: str, quiet: bool):  # type: ignore[no-untyped-def]
+    """A progress callback (done, total) drawing a bar on stderr; silent for --json."""
+    state: dict[str, Any] = {}
+
+    def update(done: float, total: float) -> None:
+        if quiet:
+            return
+        if "bar" not in state:
+            state["bar"] = click.progressbar(length=int(total) or 1, label=label,
+                                             file=sys.stderr)
+            state["bar"].__enter__()
+        bar = state["bar"]
+        bar.update(int(done) - bar.pos)
+        if done >= total:
+            bar.__exit__(None, None, None)
+
+    return update
+
+
+def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths) -> Any:
+    from appliance.models import CatalogEntry, load_catalog, resolve, validate_model_id
+    from installer.commission import ModelSource
+    from installer.gguf_info import read_model_facts
+
+    catalog = load_catalog(paths.models_dir)
+    if model in catalog:
+        entry = catalog[model]
+        if sha256 and sha256.lower() != entry.sha256:
+            raise ConfigError(f"--sha256 {sha256} is not the catalog's hash for {model} "
+                              f"({entry.sha256})", "omit --sha256 for catalog models")
+        return ModelSource(entry, resolve(entry, paths.models_dir))
+    path = Path(model)
+    if not path.is_file():
+        raise ConfigError(f"model '{model}' is neither a catalog id nor a file",
+                          "give a catalog id (`gemba models`) or the path of a .gguf file")
+    if not sha256 or len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256.lower()):
+        raise ConfigError(f"installing {path.name} needs its sha256 (64 hex digits) from the "
+                          "model's vendor manifest", "pass --sha256 HASH; Gemba does not install "
+                          "a model it cannot verify")
+    known = next((e for e in catalog.values() if e.sha256 == sha256.lower()), None)
+    if known is not None:
+        return ModelSource(known, path)
+    facts = read_model_facts(path)
+    entry = CatalogEntry(
+        id=validate_model_id(model_id or path.stem.lower().replace(" ", "-")), file=path.name,
+        sha256=sha256.lower(), licence="as supplied", quantization=facts.quantization,
+        context_length=facts.context_train, parameters="", source="folder",
+        description=f"{facts.name}, installed from {path}")
+    return ModelSource(entry, path)
+
+
+@install.command()
+@click.option("--profile", "profile_name", default=None,
+              help="Firmware profile (default: the one that matches the box).")
+@click.option("--model", default="smollm2-135m-instruct-q4_1", show_default=True,
+              help="Catalog id or path of a .gguf file.")
+@click.option("--sha256", default=None, help="Expected hash of a model given by path.")
+@click.option("--model-id", default=None, help="Id to install a model file under.")
+@click.option("--ctx", type=click.IntRange(min=128), default=None, help="Wanted context.")
+@click.option("--burn-in-s", type=click.FloatRange(min=1), default=120.0, show_default=True,
+              help="Length of the sustained-generation burn-in.")
+@click.option("--system", is_flag=True, help="Also write a hardened systemd unit.")
+@click.option("--unit-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("/etc/systemd/system"), show_default=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def apply(profile_name: str | None, model: str, sha256: str | None, model_id: str | None,
+          ctx: int | None, burn_in_s: float, system: bool, unit_dir: Path, yes: bool,
+          as_json: bool) -> None:
+    """Commission this box: verify and install the model, write the planned config, burn in."""
+    from appliance.hardware.probe import probe as probe_box
+    from installer import commission
+    from installer.gguf_info import read_model_facts
+    from installer.plan import make_plan
+    from installer.profiles import best_match, find_profile, load_profiles
+
+    paths = Paths.from_env()
+    paths.ensure()
+    for leftover in commission.clean_leftovers(paths):
+        click.echo(f"Removed {leftover} left by an interrupted install.", err=True)
+    facts = probe_box(paths.data_dir)
+    if profile_name:
+        profile = find_profile(profile_name)
+    else:
+        best = best_match(load_profiles(), facts)
+        if best is None:
+            raise ConfigError("no firmware profile matches this box",
+                              "choose one with --profile (see `gemba install profiles`)")
+        profile = best.profile
+    source = _source(model, sha256, model_id, paths)
+    result = make_plan(facts, profile, read_model_facts(source.path), ctx)
+    plan_dict = plan_to_dict(result)
+    if not as_json:
+        for line in describe_plan(result):
+            click.echo(line, err=True)
+    if not result.ok:
+        report = commission.build_report(facts, profile, source, result, plan_dict, None, [],
+                                         committed=False, error="the plan has failed checks")
+        _finish(paths, report, as_json)
+        sys.exit(3)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError("confirmation needed: run in a terminal or pass --yes")
+        click.confirm(f"Install {source.entry.id} with this plan?", abort=True, err=True)
+    staged = None
+    try:
+        commission.verify_source(source, _bar("Verifying model ", as_json))
+        staged = commission.stage(source, paths, _bar("Copying model   ", as_json))
+        bar = _bar("Burn-in         ", as_json)
+        burn = commission.run_burn_in(commission.engine_config(source, staged, result),
+                                      burn_in_s, tick=lambda t, _s: bar(t, burn_in_s))
+        checks = commission.judge(burn, profile, result)
+        if any(c["status"] == "fail" for c in checks):
+            report = commission.build_report(facts, profile, source, result, plan_dict, burn,
+                                             checks, committed=False,
+                                             error="the burn-in failed its checks")
+            _finish(paths, report, as_json)
+            sys.exit(3)
+        final = commission.commit(source, staged, paths, result, profile)
+        staged = None
+        report = commission.build_report(facts, profile, source, result, plan_dict, burn,
+                                         checks, committed=True)
+        if system:
+            unit = commission.write_unit(unit_dir, paths, final, result)
+            report["systemd_unit"] = str(unit)
+        _finish(paths, report, as_json)
+    finally:
+        if staged is not None and staged.name.endswith(".partial"):
+            staged.unlink(missing_ok=True)
+
+
+def _finish(paths: Paths, report: dict[str, Any], as_json: bool) -> None:
+    from installer import commission
+
+    json_path, text_path = commission.record(paths, report)
+    if as_json:
+        _emit_json({**report, "report_files": [str(json_path), str(text_path)]})
+        return
+    click.echo("")
+    for line in commission.report_lines(report):
+        click.echo(line)
+    click.echo(f"\nReport written to {text_path} (and .json).", err=True)
+    if report["committed"]:
+        click.echo("A running daemon keeps its old settings: restart it with `gemba stop`; "
+                   "the next `gemba ask` or console starts it with the plan.", err=True)
+
+
+@install.command()
+@click.option("--json", "as_json", is_flag=True)
+def report(as_json: bool) -> None:
+    """Show the last install report stored on this box."""
+    from appliance.store import open_store
+    from appliance.store.reports import last_report
+    from installer.commission import report_lines
+
+    last = last_report(open_store(Paths.from_env().db_file))
+    if as_json:
+        _emit_json(last)
+        return
+    for line in report_lines(last):
+        click.echo(line)

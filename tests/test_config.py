@@ -98,3 +98,16 @@ def test_cli_config_show_hides_the_api_key(gemba_home: GembaHome) -> None:
     gemba_home.write_config('[daemon]\napi_key = "s3cret-key"\n')
     result = gemba_home.gemba("config", "show", check=True)
     assert "s3cret-key" not in result.stdout
+
+
+@pytest.mark.parametrize("text, key", [
+    ('[model]\nkv_cache_type = "q8_0"\n', "flash_attn"),
+    ("[generation]\nmax_tokens = 4096\nmax_tokens_limit = 1024\n", "max_tokens_limit"),
+    ('[model]\nkv_cache_type = "q2"\n', "model.kv_cache_type"),
+])
+def test_settings_that_contradict_each_other_are_refused(tmp_path: Path, text: str,
+                                                         key: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=key):
+        load_settings(config)

@@ -12,14 +12,14 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appliance.api.limits import BodyLimit
 from appliance.api.schemas import ChatCompletionRequest
 from appliance.chat import Accepted, Answered, AnswerJob, ChatService, Failed, Question
 from appliance.config import Settings
-from appliance.errors import GembaError, RequestError
+from appliance.errors import Busy, GembaError, RequestError
 from appliance.inference.protocol import Piece
-from appliance.inference.scheduler import Busy
 
 _STOP_LIMIT = 8
 _STOP_CHARS = 64
@@ -44,6 +44,12 @@ def create_app(service: ChatService, settings: Settings,
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _validation_error(exc.errors())
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {404: "not_found", 405: "method_not_allowed"}
+        return _error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(exc.detail),
+                      "see docs/api.md for the routes")
 
     @app.exception_handler(GembaError)
     async def gemba_error(_: Request, exc: GembaError) -> JSONResponse:
@@ -90,9 +96,9 @@ async def _parse(request: Request) -> ChatCompletionRequest:
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(
-            exc, json.JSONDecodeError) else ""
-        raise RequestError(f"the request body is not valid JSON{where}: {exc}",
+        detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(
+            exc, json.JSONDecodeError) else "it is not UTF-8 text"
+        raise RequestError(f"the request body is not valid JSON: {detail}",
                            "send a JSON object in the OpenAI chat completions shape") from exc
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object",

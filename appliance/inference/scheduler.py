@@ -10,18 +10,14 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from appliance.errors import GembaError
+from appliance.errors import Busy
 
 
-class Busy(GembaError):
-    exit_code = 75
-    http_status = 503
-    kind = "busy"
-
-    def __init__(self, waiting: int, retry_after_s: int) -> None:
-        super().__init__(f"the appliance is busy: {waiting} requests are already waiting",
-                         f"try again in about {retry_after_s} s")
-        self.retry_after_s = retry_after_s
+def _busy(waiting: int, retry_after_s: int) -> Busy:
+    error = Busy(f"the appliance is busy: {waiting} requests are already waiting",
+                 f"try again in about {retry_after_s} s")
+    error.retry_after_s = retry_after_s
+    return error
 
 
 class Scheduler:
@@ -38,7 +34,7 @@ class Scheduler:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if self._slot.locked() and self.waiting >= self.max_queue:
-            raise Busy(self.waiting, self.retry_after_s)
+            raise _busy(self.waiting, self.retry_after_s)
         self.waiting += 1
         try:
             await self._slot.acquire()

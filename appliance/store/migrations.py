@@ -35,3 +35,13 @@ def create_conversations(db: sqlite_utils.Database) -> None:
         not_null={"conversation_id", "role", "content", "created_at"},
     )
     db["messages"].create_index(["conversation_id"])
+
+
+@migrations()
+def create_install_reports(db: sqlite_utils.Database) -> None:
+    db["install_reports"].create(
+        {"id": int, "created_at": str, "profile": str, "model_id": str, "ok": int,
+         "report_json": str},
+        pk="id",
+        not_null={"created_at", "report_json"},
+    )
