@@ -76,6 +76,8 @@ class GenerationSettings(_Section):
     """Answer length when a request does not say."""
     max_tokens_limit: int = Field(2048, ge=1)
     """Largest answer a request may ask for; larger requests are clamped to this."""
+    stream_interval_ms: float = Field(0.0, ge=0.0, le=1000.0)
+    """Tokens that come faster than this are streamed together (0: every token on its own)."""
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     """Sampling temperature when a request does not say (low: steady, factual answers)."""
     @model_validator(mode="after")

@@ -74,7 +74,8 @@ def _prepare(settings: Settings, paths: Paths, host: str, port: int) -> Daemon:
         n_ctx=model.n_ctx, n_threads=model.n_threads or default_threads(),
         n_batch=model.n_batch, n_gpu_layers=model.n_gpu_layers, n_ubatch=model.n_ubatch,
         kv_cache_type=model.kv_cache_type, flash_attn=model.flash_attn,
-        use_mmap=model.use_mmap, use_mlock=model.use_mlock)
+        use_mmap=model.use_mmap, use_mlock=model.use_mlock,
+        stream_interval_ms=settings.generation.stream_interval_ms)
     return Daemon(settings, paths, engine, db, sock)
 
 

@@ -12,7 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from appliance.errors import ConfigError
 from appliance.hardware.facts import HostFacts
@@ -23,7 +30,9 @@ QUANTIZATIONS = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K", "Q5_1", "Q5_0", "Q4_K", 
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # strict: "25" is not 25 W and true is not 1 thread; a profile says what it means.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True,
+                              strict=True)
 
 
 class About(_Strict):
@@ -118,12 +127,13 @@ class ModelLimits(_Strict):
     thread_cap: int = Field(ge=1, le=512)
     """Most CPU threads inference may use (leave cores for the plant's software)."""
 
-    @model_validator(mode="after")
-    def _known(self) -> Self:
-        unknown = [q for q in self.allowed_quantizations if q not in QUANTIZATIONS]
+    @field_validator("allowed_quantizations")
+    @classmethod
+    def _known(cls, values: list[str]) -> list[str]:
+        unknown = [q for q in values if q not in QUANTIZATIONS]
         if unknown:
             raise ValueError(f"unknown quantizations {unknown}; allowed: {list(QUANTIZATIONS)}")
-        return self
+        return values
 
 
 class Profile(_Strict):

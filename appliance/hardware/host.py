@@ -34,11 +34,14 @@ BUILD_FLAGS = frozenset({
 
 
 def read_cpu(ps: ModuleType | Any = psutil, proc: Path = Path("/proc")) -> CpuFacts:
-    model, flags = _cpuinfo(proc)
-    freq = ps.cpu_freq() if hasattr(ps, "cpu_freq") else None
+    model, flags, arm = _cpuinfo(proc)
+    try:
+        freq = ps.cpu_freq() if hasattr(ps, "cpu_freq") else None
+    except (NotImplementedError, OSError):  # e.g. a Jetson cluster switched off by nvpmodel
+        freq = None
     return CpuFacts(
         model=model or platform.processor() or "unknown",
-        arch=platform.machine(),
+        arch="aarch64" if arm else platform.machine(),
         logical_cores=ps.cpu_count(logical=True) or os.cpu_count() or 1,
         physical_cores=ps.cpu_count(logical=False),
         flags=tuple(sorted(flags)),
@@ -46,12 +49,13 @@ def read_cpu(ps: ModuleType | Any = psutil, proc: Path = Path("/proc")) -> CpuFa
     )
 
 
-def _cpuinfo(proc: Path) -> tuple[str, set[str]]:
+def _cpuinfo(proc: Path) -> tuple[str, set[str], bool]:
+    """Model, build-relevant flags, and whether the kernel describes an ARM CPU."""
     try:
         text = (proc / "cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return "", set()
-    model, flags = "", set()
+        return "", set(), platform.machine() in ("aarch64", "arm64")
+    model, flags, arm = "", set(), False
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip().lower()
@@ -59,7 +63,9 @@ def _cpuinfo(proc: Path) -> tuple[str, set[str]]:
             model = value.strip()
         elif key in ("flags", "features") and not flags:
             flags = set(value.split()) & BUILD_FLAGS
-    return model, flags
+        elif key == "cpu implementer":
+            arm = True
+    return model, flags, arm
 
 
 def read_memory(ps: ModuleType | Any = psutil, sys_root: Path = Path("/sys"),
@@ -72,9 +78,10 @@ def read_memory(ps: ModuleType | Any = psutil, sys_root: Path = Path("/sys"),
 
 def cgroup_memory_limit(sys_root: Path = Path("/sys"), proc: Path = Path("/proc")) -> int | None:
     """This process's cgroup memory limit (v2 memory.max or v1 limit_in_bytes), None if none."""
-    group = _cgroup_v2_path(proc)
-    candidates = [sys_root / "fs/cgroup" / group.lstrip("/") / "memory.max",
+    v2_group, v1_group = _cgroup_paths(proc)
+    candidates = [sys_root / "fs/cgroup" / v2_group.lstrip("/") / "memory.max",
                   sys_root / "fs/cgroup/memory.max",
+                  sys_root / "fs/cgroup/memory" / v1_group.lstrip("/") / "memory.limit_in_bytes",
                   sys_root / "fs/cgroup/memory/memory.limit_in_bytes"]
     for candidate in candidates:
         try:
@@ -87,14 +94,19 @@ def cgroup_memory_limit(sys_root: Path = Path("/sys"), proc: Path = Path("/proc"
     return None
 
 
-def _cgroup_v2_path(proc: Path) -> str:
+def _cgroup_paths(proc: Path) -> tuple[str, str]:
+    """This process's cgroup: the v2 path ("0::/…") and the v1 memory controller's path."""
+    v2, v1 = "/", "/"
     try:
         for line in (proc / "self/cgroup").read_text().splitlines():
-            if line.startswith("0::"):
-                return line[3:]
+            number, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+            if number == "0" and controllers == "":
+                v2 = path or "/"
+            elif "memory" in controllers.split(","):
+                v1 = path or "/"
     except OSError:
         pass
-    return "/"
+    return v2, v1
 
 
 def read_disk(path: Path, ps: ModuleType | Any = psutil) -> DiskFacts:

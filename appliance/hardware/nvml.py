@@ -96,7 +96,12 @@ def _cuda_text(version: int | None) -> str | None:
 
 def _probe_gpu(nvml: Any, index: int) -> GpuFacts:
     missing: dict[str, str] = {}
-    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    handle = _read(nvml, missing, "gpu", lambda: nvml.nvmlDeviceGetHandleByIndex(index))
+    name = _read(nvml, missing, "name", lambda: nvml.nvmlDeviceGetName(handle)) \
+        if handle is not None else None
+    if handle is None or name is None:
+        # One GPU that fell off the bus or is forbidden must not hide the others.
+        return GpuFacts(index=index, name="unknown", unavailable=missing)
 
     def read(key: str, call: Callable[[], Any]) -> Any:
         return _read(nvml, missing, key, call)
@@ -112,7 +117,7 @@ def _probe_gpu(nvml: Any, index: int) -> GpuFacts:
                       lambda: nvml.nvmlDeviceGetCudaComputeCapability(handle))
     return GpuFacts(
         index=index,
-        name=_text(nvml.nvmlDeviceGetName(handle)),
+        name=_text(name),
         uuid=_text(u) if (u := read("uuid", lambda: nvml.nvmlDeviceGetUUID(handle))) else None,
         memory_total_bytes=memory.total if memory else None,
         memory_free_bytes=memory.free if memory else None,

@@ -27,6 +27,8 @@ class EngineConfig:
     flash_attn: bool = False
     use_mmap: bool = True
     use_mlock: bool = False
+    stream_interval_ms: float = 0.0
+    """Pieces faster than this are sent together (fewer wake-ups for daemon and clients)."""
 
 
 @dataclass(frozen=True)

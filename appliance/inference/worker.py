@@ -15,6 +15,7 @@ from appliance.inference.protocol import (
     EngineConfig,
     Generate,
     LoadFailed,
+    Piece,
     Ready,
     Refused,
     Shutdown,
@@ -67,8 +68,26 @@ def _run_job(conn: Connection, engine: object, job: Generate) -> bool:
                 state["cancelled"] = state["shutdown"] = True
         return state["cancelled"]
 
+    interval_s = getattr(engine, "config", None)
+    interval_s = (interval_s.stream_interval_ms / 1000.0) if interval_s is not None else 0.0
+    pending: list[str] = []
+    last_sent = 0.0
+
+    def flush() -> None:
+        nonlocal last_sent
+        if pending:
+            conn.send((job.job_id, Piece("".join(pending))))
+            pending.clear()
+            last_sent = time.perf_counter()
+
     try:
         for event in engine.generate(job.request, cancelled):  # type: ignore[attr-defined]
+            if isinstance(event, Piece):
+                pending.append(event.text)
+                if time.perf_counter() - last_sent >= interval_s:
+                    flush()
+                continue
+            flush()
             conn.send((job.job_id, event))
     except Exception as exc:  # noqa: BLE001 - a failed job must not end the worker
         conn.send((job.job_id, Refused("engine_error", f"{type(exc).__name__}: {exc}",
