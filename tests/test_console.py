@@ -127,7 +127,7 @@ def test_operator_sees_streamed_answer_and_it_lands_in_history(daemon: GembaHome
 @pytest.mark.model
 def test_escape_stops_the_answer_and_keeps_the_partial_text(daemon: GembaHome) -> None:
     before = conversation_ids(daemon)
-    app = console(daemon, temperature=0.0)
+    app = console(daemon, temperature=0.0, max_tokens=1500)
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
@@ -158,7 +158,7 @@ def test_escape_stops_the_answer_and_keeps_the_partial_text(daemon: GembaHome) -
 
 @pytest.mark.model
 def test_question_box_is_locked_while_the_answer_streams(daemon: GembaHome) -> None:
-    app = console(daemon, temperature=0.0)
+    app = console(daemon, temperature=0.0, max_tokens=1500)
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
@@ -218,7 +218,7 @@ def test_control_characters_never_reach_the_screen() -> None:
 
 @pytest.mark.model
 def test_markup_and_escapes_in_an_answer_show_as_plain_text(daemon: GembaHome) -> None:
-    app = console(daemon, temperature=0.0)
+    app = console(daemon, temperature=0.0, max_tokens=1500)
     hostile = "[bold]x[/bold]\x1b[31m[link=http://example.com]y[/link]"
     expected = "[bold]x[/bold][31m[link=http://example.com]y[/link]"
 

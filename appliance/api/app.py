@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,7 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from appliance.api.limits import BodyLimit
+from appliance.api.limits import BodyLimit, RequireKey
 from appliance.api.schemas import ChatCompletionRequest
 from appliance.chat import Accepted, Answered, AnswerJob, ChatService, Failed, Question
 from appliance.config import Settings
@@ -28,18 +27,10 @@ _STOP_CHARS = 64
 def create_app(service: ChatService, settings: Settings,
                health: Callable[[], dict[str, Any]]) -> FastAPI:
     app = FastAPI(title="Gemba appliance API", version="1", docs_url=None, redoc_url=None)
+    # Pure ASGI middlewares: Starlette's BaseHTTPMiddleware would re-wrap every streamed token.
     app.add_middleware(BodyLimit, max_bytes=settings.daemon.max_body_bytes)
-    api_key = settings.daemon.api_key
-
-    @app.middleware("http")
-    async def require_key(request: Request, call_next):  # type: ignore[no-untyped-def]
-        if api_key and request.url.path != "/healthz":
-            sent = request.headers.get("authorization", "")
-            expected = f"Bearer {api_key}"
-            if not hmac.compare_digest(sent.encode(), expected.encode()):
-                return _error(401, "unauthorized", "a valid API key is required",
-                              "send the appliance's key as `Authorization: Bearer KEY`")
-        return await call_next(request)
+    if settings.daemon.api_key:
+        app.add_middleware(RequireKey, api_key=settings.daemon.api_key)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

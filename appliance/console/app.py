@@ -51,13 +51,14 @@ class ConsoleApp(App[None]):
     ]
 
     def __init__(self, client: ApplianceClient, model_id: str, operator: str | None = None,
-                 temperature: float | None = None) -> None:
-        """`temperature` None leaves sampling to the daemon's setting; tests pin it to 0."""
+                 temperature: float | None = None, max_tokens: int | None = None) -> None:
+        """`temperature`/`max_tokens` None leave them to the daemon's settings."""
         super().__init__()
         self.client = client
         self.model_id = model_id
         self.operator = operator
         self.temperature = temperature
+        self.max_tokens = max_tokens
         self.answering = False
         self._answer: Static | None = None
         self._answer_text = ""
@@ -95,7 +96,8 @@ class ConsoleApp(App[None]):
     def stream_answer(self, question: str) -> None:
         worker = get_current_worker()
         stream = self.client.stream_chat([{"role": "user", "content": question}],
-                                         user=self.operator, temperature=self.temperature)
+                                         user=self.operator, temperature=self.temperature,
+                                         max_tokens=self.max_tokens)
         try:
             for event in stream:
                 if worker.is_cancelled:
@@ -122,17 +124,23 @@ class ConsoleApp(App[None]):
         if self._answer is None:
             return
         self._answer_text += clean(message.text)
-        self._answer.update(self._answer_text)
+        self._show_answer(self._answer_text)
+
+    def _show_answer(self, text: str) -> None:
+        """Update the answer; follow it only if the operator has not scrolled up to read."""
+        assert self._answer is not None
         transcript = self.query_one("#transcript", VerticalScroll)
-        if transcript.scroll_y >= transcript.max_scroll_y - 2:
-            transcript.scroll_end(animate=False)
+        pinned = transcript.scroll_y >= transcript.max_scroll_y - 2
+        self._answer.update(text)
+        if pinned:
+            self.call_after_refresh(transcript.scroll_end, animate=False)
 
     @on(AnswerEnded)
     def answer_ended(self, message: AnswerEnded) -> None:
         notes = {"cancelled": " [cancelled: partial answer kept]",
                  "length": " [incomplete: token limit reached]"}
         if self._answer is not None and message.finish_reason in notes:
-            self._answer.update(self._answer_text + notes[message.finish_reason])
+            self._show_answer(self._answer_text + notes[message.finish_reason])
         self._finish("ready")
 
     @on(AnswerFailed)

@@ -144,9 +144,10 @@ class EngineSupervisor:
         conn = self._conn
         if conn is None:
             return
+        # One message per call: the loop calls again while the pipe stays readable, and
+        # Connection.poll() would build a new selector for every token.
         try:
-            while conn.poll():
-                self._dispatch(conn.recv())
+            self._dispatch(conn.recv())
         except (EOFError, OSError):
             self._on_worker_exit()
 
