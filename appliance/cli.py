@@ -268,6 +268,8 @@ def config_show(ctx: _Context, as_json: bool) -> None:
         click.echo(f"{name:<24} {value}")
     click.echo("")
     for row in rows:
+        if row.key == "plan.reasons":
+            continue  # each planned key shows its own reason below its value
         value = json.dumps(row.value, ensure_ascii=False)
         click.echo(f"{row.key:<32} {value:<24} ({row.source})")
         if row.reason:

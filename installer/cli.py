@@ -270,6 +270,7 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
     """Commission this box: verify and install the model, write the planned config, burn in."""
     from appliance.hardware.probe import probe as probe_box
     from installer import commission
+    from installer.burnin import run_burn_in
     from installer.gguf_info import read_model_facts
     from installer.plan import make_plan
     from installer.profiles import best_match, find_profile, load_profiles
@@ -307,8 +308,8 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
         commission.verify_source(source, _bar("Verifying model ", as_json))
         staged = commission.stage(source, paths, _bar("Copying model   ", as_json))
         bar = _bar("Burn-in         ", as_json)
-        burn = commission.run_burn_in(commission.engine_config(source, staged, result),
-                                      burn_in_s, tick=lambda t, _s: bar(t, burn_in_s))
+        burn = run_burn_in(commission.engine_config(source, staged, result), burn_in_s,
+                           tick=lambda t, _s: bar(t, burn_in_s))
         checks = commission.judge(burn, profile, result)
         if any(c["status"] == "fail" for c in checks):
             report = commission.build_report(facts, profile, source, result, plan_dict, burn,

@@ -32,7 +32,7 @@ from appliance.inference.protocol import EngineConfig
 from appliance.models import MANIFEST, CatalogEntry, load_catalog, manifest_text, sha256_file
 from appliance.store import open_store
 from appliance.store.reports import add_report
-from installer.burnin import BurnInResult, Tick
+from installer.burnin import BurnInResult
 from installer.plan import GIB, Plan
 from installer.profiles import Profile
 from installer.systemd import unit_text
@@ -55,13 +55,6 @@ class ModelSource:
     @property
     def in_package(self) -> bool:
         return self.entry.package is not None and self.entry.source.startswith("package:")
-
-
-@dataclass(frozen=True)
-class Progress:
-    hashing: Bytes | None = None
-    copying: Bytes | None = None
-    burn_in: Tick | None = None
 
 
 def clean_leftovers(paths: Paths) -> list[Path]:
