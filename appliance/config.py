@@ -94,6 +94,46 @@ class GenerationSettings(_Section):
     """Instruction placed before every conversation."""
 
 
+class BudgetSettings(_Section):
+    """Limits the governor enforces; `gemba install apply` copies them from the profile."""
+
+    cpu_careful_c: float = Field(75.0, ge=20, le=125)
+    """CPU temperature where answers start to slow down, °C."""
+    cpu_warning_c: float = Field(85.0, ge=20, le=125)
+    """CPU temperature where new requests wait, °C."""
+    cpu_critical_c: float = Field(95.0, ge=20, le=125)
+    """CPU temperature where generation stops, °C."""
+    gpu_careful_c: float | None = Field(None, ge=20, le=125)
+    gpu_warning_c: float | None = Field(None, ge=20, le=125)
+    gpu_critical_c: float | None = Field(None, ge=20, le=125)
+    box_power_w: float | None = Field(None, gt=0, le=5000)
+    """Power budget checked against a measured box input (Jetson VDD_IN), watts."""
+    mem_reserve_bytes: int = Field(0, ge=0)
+    """Available RAM below this pauses new requests (the plant's other software needs it)."""
+    sensors_expected: bool = True
+    """False where the box has no sensors by design (VMs): no precautionary slow-down."""
+    sample_interval_s: float = Field(1.0, ge=0.1, le=60)
+    """Telemetry sampling period, seconds."""
+    telemetry_raw_hours: float = Field(24.0, ge=1, le=720)
+    """Per-second samples are kept this long, then only per-minute summaries."""
+    telemetry_minute_days: float = Field(30.0, ge=1, le=365)
+    """Per-minute summaries are kept this long, then only per-hour summaries (kept a year)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BudgetSettings:
+        for part in ("cpu", "gpu"):
+            values = [getattr(self, f"{part}_{level}_c") for level in
+                      ("careful", "warning", "critical")]
+            if None in values:
+                if part == "gpu" and any(v is not None for v in values):
+                    raise ValueError("give all three gpu thresholds or none")
+                continue
+            if not values[0] < values[1] < values[2]:
+                raise ValueError(f"{part}_careful_c < {part}_warning_c < {part}_critical_c "
+                                 "must hold")
+        return self
+
+
 class PlanRecord(_Section):
     profile: str | None = None
     """Firmware profile the installer planned for (unset: not commissioned)."""
@@ -107,6 +147,7 @@ class Settings(_Section):
     daemon: DaemonSettings = DaemonSettings()
     model: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
+    budgets: BudgetSettings = BudgetSettings()
     plan: PlanRecord = PlanRecord()
 
 

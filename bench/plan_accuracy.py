@@ -258,6 +258,7 @@ def child_main(spec_json: str) -> int:
     import llama_cpp
 
     rss_after_import = process.memory_info().rss
+    parts_after_import = _rss_parts()
     log: list[str] = []
     callback = _install_log_callback(llama_cpp, log)
     started = time.perf_counter()
@@ -267,8 +268,24 @@ def child_main(spec_json: str) -> int:
         n_gpu_layers=spec["n_gpu_layers"], type_k=llama_cpp.GGML_TYPE_F16,
         type_v=llama_cpp.GGML_TYPE_F16, flash_attn=spec["flash_attn"], use_mmap=spec["use_mmap"],
         use_mlock=spec["use_mlock"], verbose=False)
-    load_s = time.perf_counter() - started
+    try:
+        result = {"rss_start_bytes": rss_start, "rss_after_import_bytes": rss_after_import,
+                  "rss_parts_after_import": parts_after_import,
+                  "load_s": round(time.perf_counter() - started, 2),
+                  **_fill_and_decode(llm, spec, process)}
+    finally:
+        llm.close()  # while the log callback is still alive: llama.cpp logs as it frees
+        del callback
+    result["llama_buffers"] = parse_buffers("".join(log))
+    result["llama_log_notes"] = [line.strip() for line in "".join(log).splitlines()
+                                 if "REPACK" in line or "AMX" in line or "flash_attn " in line]
+    print(RESULT_MARK + json.dumps(result), flush=True)
+    return 0
+
+
+def _fill_and_decode(llm: Any, spec: dict[str, Any], process: psutil.Process) -> dict[str, Any]:
     rss_after_load = process.memory_info().rss
+    parts_after_load = _rss_parts()
     tokens = _prompt_tokens(llm, spec["n_ctx"] - FILL_MARGIN)
     started = time.perf_counter()
     llm.eval(tokens)
@@ -276,22 +293,16 @@ def child_main(spec_json: str) -> int:
     rss_after_eval = process.memory_info().rss
     llm.eval([llm.sample(temp=0.0)])
     rss_after_decode = process.memory_info().rss
-    status = _proc_status()
-    result = {
-        "rss_start_bytes": rss_start, "rss_after_import_bytes": rss_after_import,
-        "rss_after_load_bytes": rss_after_load, "rss_after_eval_bytes": rss_after_eval,
-        "measured_bytes": rss_after_decode, "peak_rss_bytes": status.get("VmHWM"),
-        "rss_anon_bytes": status.get("RssAnon"), "rss_file_bytes": status.get("RssFile"),
+    parts = _rss_parts()
+    return {
+        "rss_after_load_bytes": rss_after_load, "rss_parts_after_load": parts_after_load,
+        "rss_after_eval_bytes": rss_after_eval, "measured_bytes": rss_after_decode,
+        "peak_rss_bytes": parts["peak"], "rss_anon_bytes": parts["anon"],
+        "rss_file_bytes": parts["file"],
         "model_file_resident_bytes": _mapped_resident(spec["model_path"]),
         "evaluated_tokens": llm.n_tokens, "context_n_ctx": llm.n_ctx(),
-        "load_s": round(load_s, 2), "eval_s": round(eval_s, 2),
-        "llama_buffers": parse_buffers("".join(log)),
-        "llama_log_notes": [line.strip() for line in "".join(log).splitlines()
-                            if "REPACK" in line or "AMX" in line or "flash_attn " in line],
+        "eval_s": round(eval_s, 2),
     }
-    del callback  # kept alive until here: llama.cpp may log until the very end
-    print(RESULT_MARK + json.dumps(result), flush=True)
-    return 0
 
 
 def _install_log_callback(llama_cpp: Any, log: list[str]) -> Any:
@@ -308,12 +319,20 @@ def _install_log_callback(llama_cpp: Any, log: list[str]) -> Any:
 
 
 def _prompt_tokens(llm: Any, count: int) -> list[int]:
-    per_sentence = max(1, len(llm.tokenize(SENTENCE.encode(), add_bos=False)))
-    text = SENTENCE * (count // per_sentence + 2)
-    tokens = llm.tokenize(text.encode(), add_bos=True)[:count]
+    text = SENTENCE
+    while len(tokens := llm.tokenize(text.encode(), add_bos=True)) < count:
+        text *= 2
+    tokens = tokens[:count]
     if len(tokens) != count:
         raise RuntimeError(f"prompt has {len(tokens)} tokens, wanted {count}")
     return list(tokens)
+
+
+def _rss_parts() -> dict[str, int]:
+    """Anonymous and file-backed resident bytes, and the peak RSS so far (VmHWM)."""
+    status = _proc_status()
+    return {"anon": status.get("RssAnon", 0), "file": status.get("RssFile", 0),
+            "peak": status.get("VmHWM", 0)}
 
 
 def _proc_status() -> dict[str, int]:
@@ -418,6 +437,21 @@ def part_differences(breakdown: dict[str, int], measured: dict[str, Any]) -> dic
     }
 
 
+def measured_parts(measured: dict[str, Any]) -> dict[str, int]:
+    """The measured RSS split like the prediction. weights: resident pages of the model file's
+    mapping plus llama.cpp's copied (repacked) weights; kv: the reported KV buffers (llama.cpp
+    clears them, so every page is touched); compute: anonymous RSS gained while evaluating and
+    decoding (the touched part of the compute buffer); overhead: the rest (Python and the
+    libraries after import, tokenizer tables, the output buffer, allocator slack)."""
+    buffers = measured["llama_buffers"]
+    weights = measured["model_file_resident_bytes"] + int(buffers.get("model_copied_mib", 0) * MIB)
+    kv = int(buffers.get("kv_mib", 0.0) * MIB)
+    compute = measured["rss_anon_bytes"] - measured["rss_parts_after_load"]["anon"]
+    overhead = measured["measured_bytes"] - weights - kv - compute
+    return {"weights_bytes": weights, "kv_bytes": kv, "compute_touched_bytes": compute,
+            "overhead_bytes": overhead}
+
+
 def within_goal(error_bytes: int, measured_bytes: int) -> bool:
     return abs(error_bytes) <= max(GOAL_PCT / 100 * measured_bytes, GOAL_FLOOR_BYTES)
 
@@ -457,6 +491,7 @@ def measure(name: str, path: Path, n_ctx: int, machine: dict[str, Any],
         "error_bytes": error, "error_pct": round(100 * error / measured["measured_bytes"], 2),
         "within_goal": within_goal(error, measured["measured_bytes"]),
         "predicted_minus_reported": part_differences(breakdown, measured),
+        "measured_parts": measured_parts(measured),
         **{k: v for k, v in measured.items() if k != "measured_bytes"},
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,

@@ -35,6 +35,7 @@ _PROMPTS = (
     "Describe how to inspect a hydraulic press before the first shift.",
 )
 _LOAD_TIMEOUT_S = 180.0
+_MIN_TIMED_TOKENS = 8
 
 Tick = Callable[[float, Sample], None]
 """Called once a second with (seconds elapsed, sample): drives the progress bar."""
@@ -145,7 +146,8 @@ def _drive(conn, pid: int | None, config: EngineConfig, duration_s: float,  # ty
             running = False
             answers += 1
             tokens += event.completion_tokens
-            if event.finish_reason != "cancelled" and event.tok_per_s:
+            # The answer cut at the deadline counts too, once it is long enough to time.
+            if event.tok_per_s and event.completion_tokens >= _MIN_TIMED_TOKENS:
                 rates.append(event.tok_per_s)
             if event.ttft_s is not None:
                 ttfts.append(event.ttft_s)

@@ -41,7 +41,7 @@ from appliance.store import open_store
 from appliance.store.reports import add_report
 from installer.burnin import BurnInResult
 from installer.plan import GIB, Plan
-from installer.profiles import Profile
+from installer.profiles import Profile, budget_table
 from installer.systemd import unit_text
 
 _CHUNK = 4 << 20
@@ -201,6 +201,8 @@ def planned_config(config_file: Path, model_id: str, plan: Plan, profile: Profil
             model[key] = value
         reasons[f"model.{key}"] = plan.settings[key].reason
     current["model"] = model
+    current["budgets"] = {**current.get("budgets", {}), **budget_table(profile)}
+    reasons["budgets"] = f"limits of firmware profile {profile.name}"
     current["plan"] = {"profile": profile.name,
                        "planned_at": datetime.now(UTC).isoformat(timespec="seconds"),
                        "reasons": reasons}

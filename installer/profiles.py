@@ -10,7 +10,7 @@ import fnmatch
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -96,6 +96,9 @@ class Thermal(_Strict):
     gpu_critical_c: float | None = Field(None, ge=20, le=125)
     rated_ambient_c: float = Field(ge=-40, le=85)
     """Highest cabinet air temperature the box is rated for, °C."""
+    sensors_expected: bool = True
+    """False for boxes without readable sensors by design (VMs): the governor then trusts the
+    host instead of slowing down as a precaution."""
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -136,6 +139,23 @@ class ModelLimits(_Strict):
         return values
 
 
+class ThermalModelParams(_Strict):
+    """An RC model of the hottest component, for the governor's simulation and tuning."""
+
+    component: Literal["cpu", "gpu"]
+    """Which thresholds the model is judged against."""
+    r_c_per_w: float = Field(gt=0, le=50)
+    """Thermal resistance from the component to the cabinet air, °C per watt."""
+    c_j_per_c: float = Field(gt=0, le=100_000)
+    """Thermal capacitance of the component and its heatsink, joules per °C."""
+    idle_w: float = Field(ge=0, le=2000)
+    """Heat from the component when idle, watts."""
+    load_w: float = Field(gt=0, le=2000)
+    """Extra heat at full inference load, watts."""
+    full_tok_per_s: float = Field(100.0, gt=0, le=100_000)
+    """Decode rate at full duty (for the simulation's throughput figures)."""
+
+
 class Profile(_Strict):
     profile: About
     match: Match
@@ -143,6 +163,7 @@ class Profile(_Strict):
     thermal: Thermal
     memory: Memory
     model: ModelLimits
+    thermal_model: ThermalModelParams | None = None
 
     @property
     def name(self) -> str:
@@ -250,3 +271,19 @@ def best_match(profiles: list[Profile], facts: HostFacts) -> MatchResult | None:
 def _any_glob(text: str, patterns: list[str]) -> bool:
     lowered = text.lower()
     return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
+
+
+def budget_table(profile: Profile) -> dict[str, Any]:
+    """The profile's limits as the [budgets] config section the governor reads."""
+    thermal = profile.thermal
+    table: dict[str, Any] = {
+        "cpu_careful_c": thermal.cpu_careful_c, "cpu_warning_c": thermal.cpu_warning_c,
+        "cpu_critical_c": thermal.cpu_critical_c,
+        "mem_reserve_bytes": int(profile.memory.reserved_ram_gib * 2**30),
+        "sensors_expected": thermal.sensors_expected,
+        "box_power_w": profile.power.box_budget_w,
+    }
+    if thermal.gpu_careful_c is not None:
+        table.update(gpu_careful_c=thermal.gpu_careful_c, gpu_warning_c=thermal.gpu_warning_c,
+                     gpu_critical_c=thermal.gpu_critical_c)
+    return table

@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from appliance.models import CATALOG, locate
@@ -126,11 +127,14 @@ def test_lan_address_without_api_key_is_refused(gemba_home: GembaHome) -> None:
 def test_auto_started_daemon_stops_itself_when_idle(gemba_home: GembaHome) -> None:
     gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\nidle_timeout_s = 1\n")
     gemba_home.gemba("ask", "--max-tokens", "5", "Say OK.", check=True)
-    deadline = time.monotonic() + 30
-    while gemba_home.health() is not None and time.monotonic() < deadline:
+    state_file = gemba_home.home / "run" / "daemon.json"
+    pid = json.loads(state_file.read_text())["pid"]
+    deadline = time.monotonic() + 60
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE \
+            and time.monotonic() < deadline:
         time.sleep(0.2)
     assert gemba_home.health() is None
-    assert not (gemba_home.home / "run" / "daemon.json").exists()  # it cleaned up after itself
+    assert not state_file.exists()  # it cleaned up after itself
 
 
 def test_daemon_started_by_hand_does_not_time_out(gemba_home: GembaHome) -> None:

@@ -155,7 +155,7 @@ BAD = [
      ["ram_min_gib must not exceed ram_max_gib"]),
     ("unknown-quantization", '"IQ4_NL", "Q3_K"]', '"IQ4_NL", "Q4_K_M"]',
      ["unknown quantizations ['Q4_K_M']", "allowed: ['F16'", "'IQ4_XS']"]),
-    ("no-quantizations", 'allowed_quantizations = ["Q4_0", "Q4_K", "IQ4_XS", "IQ4_NL", "Q3_K"]',
+    ("no-quantizations", 'allowed_quantizations = ["Q4_0", "Q4_1", "Q4_K", "IQ4_XS", "IQ4_NL", "Q3_K"]',
      "allowed_quantizations = []", ["model.allowed_quantizations", "at least 1"]),
     ("name-not-file-name", 'name = "fanless-n100-8gb"', 'name = "fanless-n100"',
      ["'profile.name' is 'fanless-n100'", "fanless-n100-8gb.toml"]),

@@ -1,0 +1,225 @@
+"""The runtime governor's policy: telemetry + budgets -> how hard the engine may work. Pure.
+
+Modes, from calm to alarmed:
+  normal   full speed
+  slowed   a duty factor below 1 (pauses between tokens, fewer threads); an integral controller
+           holds the hottest figure just under its warning limit, so a hot box still answers
+           at nearly the best speed it can sustain
+  paused   new requests wait; the answer in progress continues at the lowest duty
+  refused  critical: generation stops
+
+Escalation is immediate. Relaxing needs the figure below the threshold by a hysteresis band
+and a minimum dwell in the current mode, so the mode does not flap. A sensor that goes stale
+falls back to a conservative duty; a box whose profile expects sensors but shows none is
+treated the same way. Memory below the reserve pauses new work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from appliance.config import BudgetSettings
+from appliance.hardware.telemetry import Sample
+
+
+class Severity(IntEnum):
+    OK = 0
+    CAREFUL = 1
+    WARNING = 2
+    CRITICAL = 3
+
+
+MODES = ("normal", "slowed", "paused", "refused")
+_MODE_FOR = {Severity.OK: "normal", Severity.CAREFUL: "slowed", Severity.WARNING: "paused",
+             Severity.CRITICAL: "refused"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    careful: float
+    warning: float
+    critical: float
+
+    def level(self, value: float) -> Severity:
+        if value >= self.critical:
+            return Severity.CRITICAL
+        if value >= self.warning:
+            return Severity.WARNING
+        if value >= self.careful:
+            return Severity.CAREFUL
+        return Severity.OK
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """What the installer planned, as the governor enforces it."""
+
+    cpu_temp_c: Limits
+    gpu_temp_c: Limits | None = None
+    box_power_w: float | None = None
+    mem_reserve_bytes: int = 0
+    sensors_expected: bool = True
+    hysteresis_c: float = 3.0
+    min_dwell_s: float = 10.0
+    stale_after_s: float = 5.0
+    setpoint_margin_c: float = 2.0
+    """The controller aims this far below the warning limit."""
+    min_duty: float = 0.2
+    fallback_duty: float = 0.6
+    """Duty when heat cannot be seen (stale or missing sensors)."""
+    gain_per_c_s: float = 0.004
+    """Integral gain: duty change per °C of error per second."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    mode: str
+    duty: float
+    severity: Severity
+    reason: str
+    since_s: float
+    """When the current mode began."""
+    at_s: float
+    """When this decision was made."""
+    figures: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def accepts_new_work(self) -> bool:
+        return self.mode in ("normal", "slowed")
+
+    @property
+    def generating_allowed(self) -> bool:
+        return self.mode != "refused"
+
+
+def initial(now_s: float) -> Decision:
+    return Decision("normal", 1.0, Severity.OK, "starting", now_s, now_s)
+
+
+@dataclass(frozen=True)
+class _Figure:
+    name: str
+    value: float
+    limits: Limits
+
+
+def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: float,
+           last_seen_s: float | None = None) -> Decision:
+    """The next decision, from the previous one and the newest sample (None: none arrived)."""
+    dt = min(max(0.0, now_s - previous.at_s), 5.0)
+    if sample is None or (last_seen_s is not None and now_s - last_seen_s > budgets.stale_after_s):
+        return _fallback(previous, budgets, now_s, "telemetry is stale")
+    figures = _figures(sample, budgets)
+    values = {f.name: f.value for f in figures}
+    values["mem_available_bytes"] = float(sample.mem_available_bytes)
+    if not any(f.name.endswith("temp_c") for f in figures) and budgets.sensors_expected:
+        return _fallback(previous, budgets, now_s, "no temperature sensor can be read",
+                         values)
+    severity, hottest = _worst(figures, previous.severity, budgets.hysteresis_c)
+    memory_short = budgets.mem_reserve_bytes and \
+        sample.mem_available_bytes < budgets.mem_reserve_bytes
+    if memory_short and severity < Severity.WARNING:
+        severity = Severity.WARNING
+    severity = _dwell(previous, severity, budgets, now_s)
+    mode = _MODE_FOR[severity]
+    duty = _duty(previous, mode, hottest, budgets, dt)
+    reason = _reason(mode, hottest, bool(memory_short), sample, budgets)
+    since = previous.since_s if mode == previous.mode else now_s
+    return Decision(mode, duty, severity, reason, since, now_s, values)
+
+
+def _figures(sample: Sample, budgets: Budgets) -> list[_Figure]:
+    figures = []
+    if sample.cpu_temp_c is not None:
+        figures.append(_Figure("cpu_temp_c", sample.cpu_temp_c, budgets.cpu_temp_c))
+    if sample.gpu_temp_c is not None and budgets.gpu_temp_c is not None:
+        figures.append(_Figure("gpu_temp_c", sample.gpu_temp_c, budgets.gpu_temp_c))
+    if sample.box_power_w is not None and budgets.box_power_w:
+        budget = budgets.box_power_w
+        # Power has no thermal inertia: careful at 90 %, warning at the budget, critical at 110 %.
+        figures.append(_Figure("box_power_w", sample.box_power_w,
+                               Limits(0.9 * budget, budget, 1.1 * budget)))
+    return figures
+
+
+def _worst(figures: list[_Figure], previous: Severity,
+           hysteresis_c: float) -> tuple[Severity, _Figure | None]:
+    worst, hottest = Severity.OK, None
+    for figure in figures:
+        level = figure.limits.level(figure.value)
+        if level < previous:
+            # Falling: only count as lower once clear of the threshold by the hysteresis band.
+            level = max(level, figure.limits.level(figure.value + hysteresis_c))
+        if hottest is None or level > worst or (level == worst and _margin(figure)
+                                                < _margin(hottest)):
+            worst, hottest = max(worst, level), figure
+    return worst, hottest
+
+
+def _margin(figure: _Figure) -> float:
+    return figure.limits.warning - figure.value
+
+
+def _dwell(previous: Decision, severity: Severity, budgets: Budgets, now_s: float) -> Severity:
+    if severity < previous.severity and now_s - previous.since_s < budgets.min_dwell_s:
+        return previous.severity
+    return severity
+
+
+def _duty(previous: Decision, mode: str, hottest: _Figure | None, budgets: Budgets,
+          dt: float) -> float:
+    if mode == "normal":
+        return 1.0
+    if mode in ("paused", "refused"):
+        return budgets.min_duty
+    assert hottest is not None
+    start = previous.duty if previous.mode == "slowed" else 1.0
+    setpoint = hottest.limits.warning - budgets.setpoint_margin_c
+    duty = start + budgets.gain_per_c_s * (setpoint - hottest.value) * dt
+    return round(min(1.0, max(budgets.min_duty, duty)), 4)
+
+
+def _fallback(previous: Decision, budgets: Budgets, now_s: float, why: str,
+              figures: dict[str, float | None] | None = None) -> Decision:
+    duty = min(previous.duty, budgets.fallback_duty) if previous.mode == "slowed" \
+        else budgets.fallback_duty
+    since = previous.since_s if previous.mode == "slowed" else now_s
+    return Decision("slowed", duty, Severity.CAREFUL,
+                    f"{why}: running at {duty:.0%} as a precaution", since, now_s, figures or {})
+
+
+def _reason(mode: str, hottest: _Figure | None, memory_short: bool, sample: Sample,
+            budgets: Budgets) -> str:
+    if memory_short and (hottest is None or hottest.limits.level(hottest.value)
+                         < Severity.WARNING):
+        return (f"available memory {sample.mem_available_bytes / 2**30:.2f} GiB is below the "
+                f"reserve of {budgets.mem_reserve_bytes / 2**30:.2f} GiB: new requests wait")
+    if hottest is None:
+        return "no limits apply (no sensors on this box)"
+    unit = "W" if hottest.name.endswith("_w") else "°C"
+    what = hottest.name.replace("_temp_c", " temperature").replace("box_power_w", "box power")
+    value = f"{hottest.value:g} {unit}"
+    limits = hottest.limits
+    return {
+        "normal": f"{what} {value}, below the careful limit {limits.careful:g} {unit}",
+        "slowed": f"{what} {value} at or above careful {limits.careful:g} {unit}: slowing "
+                  f"to stay under {limits.warning:g} {unit}",
+        "paused": f"{what} {value} at or above warning {limits.warning:g} {unit}: new "
+                  "requests wait",
+        "refused": f"{what} {value} at or above critical {limits.critical:g} {unit}: "
+                   "generation stopped",
+    }[mode]
+
+
+def budgets_from(settings: BudgetSettings) -> Budgets:
+    gpu = None
+    if settings.gpu_careful_c is not None and settings.gpu_warning_c is not None \
+            and settings.gpu_critical_c is not None:
+        gpu = Limits(settings.gpu_careful_c, settings.gpu_warning_c, settings.gpu_critical_c)
+    return Budgets(
+        cpu_temp_c=Limits(settings.cpu_careful_c, settings.cpu_warning_c,
+                          settings.cpu_critical_c),
+        gpu_temp_c=gpu, box_power_w=settings.box_power_w,
+        mem_reserve_bytes=settings.mem_reserve_bytes,
+        sensors_expected=settings.sensors_expected)
