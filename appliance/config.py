@@ -234,6 +234,11 @@ def _read_toml(config_file: Path) -> dict[str, Any]:
                           "fix the line named above; docs/configuration.md lists every key") from exc
 
 
+def validate_settings(raw: dict[str, Any], config_file: Path) -> Settings:
+    """Settings from already-parsed TOML data; errors name `config_file`."""
+    return _validate(raw, config_file)
+
+
 def _validate(raw: dict[str, Any], config_file: Path) -> Settings:
     try:
         return Settings.model_validate(raw)

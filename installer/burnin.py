@@ -149,7 +149,7 @@ def _drive(conn, pid: int | None, config: EngineConfig, duration_s: float,  # ty
             # The answer cut at the deadline counts too, once it is long enough to time.
             if event.tok_per_s and event.completion_tokens >= _MIN_TIMED_TOKENS:
                 rates.append(event.tok_per_s)
-            if event.ttft_s is not None:
+            if event.ttft_s is not None and event.finish_reason != "cancelled":
                 ttfts.append(event.ttft_s)
     return _summarise(samples, rates, ttfts, answers, tokens, time.monotonic() - started, load_s)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from appliance.config import Paths
+from appliance.config import Paths, load_settings
 from appliance.errors import ConfigError
 from appliance.hardware.facts import HostFacts, from_dict, to_dict
 
@@ -34,10 +34,12 @@ def _facts(hardware: Path | None) -> HostFacts:
 
 
 def _model_path(model: str) -> Path:
-    from appliance.models import CATALOG, resolve
+    from appliance.models import load_catalog, resolve
 
-    if model in CATALOG:
-        return resolve(CATALOG[model], Paths.from_env().models_dir)
+    models_dir = Paths.from_env().models_dir
+    catalog = load_catalog(models_dir)
+    if model in catalog:
+        return resolve(catalog[model], models_dir)
     path = Path(model)
     if not path.is_file():
         raise ConfigError(f"model '{model}' is neither a catalog id nor a file",
@@ -277,6 +279,7 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
 
     paths = Paths.from_env()
     paths.ensure()
+    load_settings(paths.config_file)  # a broken config is named now, before anything changes
     for leftover in commission.clean_leftovers(paths):
         click.echo(f"Removed {leftover} left by an interrupted install.", err=True)
     facts = probe_box(paths.data_dir)

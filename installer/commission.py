@@ -24,7 +24,7 @@ from typing import Any
 
 import tomli_w
 
-from appliance.config import Paths, load_settings
+from appliance.config import Paths, validate_settings
 from appliance.errors import ModelIntegrityError
 from appliance.fileio import write_atomic
 from appliance.hardware.facts import HostFacts
@@ -153,7 +153,8 @@ def judge(burn_in: BurnInResult, profile: Profile, plan: Plan) -> list[dict[str,
     if burn_in.throttle_events:
         add("burn_in_throttle", "warn", "the GPU throttled: " + ", ".join(burn_in.throttle_events))
     if burn_in.tok_per_s_median is None:
-        add("burn_in_speed", "fail", "no answer completed during the burn-in")
+        add("burn_in_speed", "fail", "no answer was long enough to time during the burn-in: "
+            "the box is far too slow for this model, or the burn-in too short")
     elif burn_in.tok_per_s_p5 is not None and \
             burn_in.tok_per_s_p5 < 0.5 * burn_in.tok_per_s_median:
         add("burn_in_speed", "warn", f"speed unsteady: 5th percentile {burn_in.tok_per_s_p5:g} "
@@ -178,9 +179,9 @@ def commit(source: ModelSource, staged: Path, paths: Paths, plan: Plan, profile:
         installed = [e for e in load_catalog(paths.models_dir).values()
                      if e.source == "folder" and e.id != source.entry.id]
         write_atomic(paths.models_dir / MANIFEST, manifest_text([*installed, source.entry]))
-    write_atomic(paths.config_file, planned_config(paths.config_file, source.entry.id, plan,
-                                                   profile))
-    load_settings(paths.config_file)  # what we wrote must read back
+    text = planned_config(paths.config_file, source.entry.id, plan, profile)
+    validate_settings(tomllib.loads(text), paths.config_file)  # refuse before writing
+    write_atomic(paths.config_file, text)
     return final
 
 
@@ -201,8 +202,11 @@ def planned_config(config_file: Path, model_id: str, plan: Plan, profile: Profil
             model[key] = value
         reasons[f"model.{key}"] = plan.settings[key].reason
     current["model"] = model
-    current["budgets"] = {**current.get("budgets", {}), **budget_table(profile)}
-    reasons["budgets"] = f"limits of firmware profile {profile.name}"
+    kept = {k: v for k, v in current.get("budgets", {}).items() if k.startswith(
+        ("sample_", "telemetry_"))}
+    current["budgets"] = {**kept, **budget_table(profile)}
+    for key in budget_table(profile):
+        reasons[f"budgets.{key}"] = f"from firmware profile {profile.name}"
     current["plan"] = {"profile": profile.name,
                        "planned_at": datetime.now(UTC).isoformat(timespec="seconds"),
                        "reasons": reasons}

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from appliance.hardware.facts import HostFacts
+from appliance.hardware.host import is_cpu_sensor
 from installer.gguf_info import ModelFacts
 from installer.profiles import Profile
 
@@ -139,7 +140,8 @@ def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
     shape, memory, memory_reason = _fit(facts, profile, model, ctx_limit, gpu)
     settings = {
         "n_threads": threads,
-        "n_ctx": Choice(shape.n_ctx, f"{ctx_reason}; {memory_reason}"),
+        "n_ctx": Choice(shape.n_ctx, f"{ctx_reason}; {memory_reason}" if shape.n_ctx == ctx_limit
+                        else f"{shape.n_ctx} tokens, {memory_reason}"),
         "n_gpu_layers": Choice(shape.n_gpu_layers, gpu.reason),
         "n_batch": Choice(512, "512 tokens per prompt batch: llama.cpp's default, fast prompt "
                                "reading without a large buffer"),
@@ -218,8 +220,9 @@ def _fit(facts: HostFacts, profile: Profile, model: ModelFacts, ctx_limit: int,
                 or facts.tegra is not None):
             changes = _describe_changes(first, shape)
             return shape, memory, changes or "fits memory as wanted"
-    return tried, estimate_memory(model, tried, facts, profile), "does not fit even at the "\
-        "smallest settings"
+    return tried, estimate_memory(model, tried, facts, profile), (
+        f"does not fit even at the smallest settings ({tried.n_ctx} tokens, micro-batch "
+        f"{tried.n_ubatch}, {tried.kv_type} KV cache)")
 
 
 def _candidates(first: _Shape, model: ModelFacts):  # type: ignore[no-untyped-def]
@@ -339,6 +342,9 @@ def _check_power(facts: HostFacts, profile: Profile, power_w: float) -> Check:
     budget = profile.power.box_budget_w
     wanted_cap = profile.power.gpu_cap_w
     figures = {"estimated_w": power_w, "budget_w": budget, "gpu_cap_w": wanted_cap}
+    if power_w > budget:
+        return Check("power", "fail", f"estimated draw {power_w:g} W exceeds the box budget of "
+                     f"{budget:g} W", figures)
     for gpu in facts.gpus:
         low, high = gpu.power_limit_min_w, gpu.power_limit_max_w
         if wanted_cap and low is not None and low > wanted_cap:
@@ -349,9 +355,6 @@ def _check_power(facts: HostFacts, profile: Profile, power_w: float) -> Check:
             return Check("power", "warn", f"GPU {gpu.index} ({gpu.name}) allows at most "
                          f"{high:g} W, below the {wanted_cap:g} W the profile plans: answers "
                          "will be slower than planned", {**figures, "gpu_limit_max_w": high})
-    if power_w > budget:
-        return Check("power", "fail", f"estimated draw {power_w:g} W exceeds the box budget of "
-                     f"{budget:g} W", figures)
     status: Status = "warn" if power_w > 0.9 * budget else "pass"
     return Check("power", status, f"estimated draw {power_w:g} W of the {budget:g} W budget",
                  figures)
@@ -359,8 +362,9 @@ def _check_power(facts: HostFacts, profile: Profile, power_w: float) -> Check:
 
 def _check_thermal(facts: HostFacts, profile: Profile) -> list[Check]:
     limits = profile.thermal
-    temps = [t.temp_c for t in facts.temperatures] + \
-        [t.temp_c for t in (facts.tegra.thermal_zones if facts.tegra else ())]
+    temps = [t.temp_c for t in (*facts.temperatures,
+                                *(facts.tegra.thermal_zones if facts.tegra else ()))
+             if is_cpu_sensor(t)]
     if not temps:
         cpu = Check("thermal_cpu", "warn", "CPU temperature unknown (no sensors): the thermal "
                     "budget could not be verified; the governor will use conservative limits",

@@ -33,7 +33,8 @@ def unit_text(paths: Paths, model_path: Path, memory_max_bytes: int, use_mlock: 
         "ProtectSystem=strict",
         "ProtectHome=read-only",
         f"ReadWritePaths={writable}",
-        f"ReadOnlyPaths={model_path.parent}",
+        *([f"ReadOnlyPaths={model_path.parent}"]
+          if not model_path.parent.resolve().is_relative_to(paths.models_dir.resolve()) else []),
         "PrivateTmp=yes",
         f"PrivateDevices={'no' if uses_gpu else 'yes'}",
         "ProtectKernelTunables=yes",
@@ -54,9 +55,15 @@ def unit_text(paths: Paths, model_path: Path, memory_max_bytes: int, use_mlock: 
 
 def _environment(paths: Paths) -> list[str]:
     """Variables that make the service see exactly these paths."""
-    home = paths.config_file.parent
-    if paths.data_dir == home / "data":
-        return [f"GEMBA_HOME={home}"]
-    return [f"XDG_CONFIG_HOME={paths.config_file.parent.parent}",
-            f"XDG_DATA_HOME={paths.data_dir.parent}",
-            f"XDG_STATE_HOME={paths.log_dir.parent.parent}"]
+    home = paths.data_dir.parent
+    if paths.models_dir == home / "models":
+        variables = [f"GEMBA_HOME={home}"]
+        default_config = home / "config.toml"
+    else:
+        variables = [f"XDG_CONFIG_HOME={paths.config_file.parent.parent}",
+                     f"XDG_DATA_HOME={paths.data_dir.parent}",
+                     f"XDG_STATE_HOME={paths.log_dir.parent.parent}"]
+        default_config = paths.config_file.parent / "config.toml"
+    if paths.config_file != default_config:
+        variables.append(f"GEMBA_CONFIG={paths.config_file}")
+    return variables

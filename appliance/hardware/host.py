@@ -134,6 +134,15 @@ def read_temperatures(ps: ModuleType | Any = psutil) -> tuple[tuple[TemperatureR
     return readings, None if readings else "no temperature sensors found (VM or container?)"
 
 
+_NOT_CPU = ("nvme", "gpu", "iwlwifi", "drivetemp", "amdgpu", "nouveau", "ath", "mt79", "bat")
+
+
+def is_cpu_sensor(reading: TemperatureReading) -> bool:
+    """Whether a reading describes the CPU or SoC (not a disk, radio, battery or the GPU)."""
+    text = f"{reading.source} {reading.label}".lower()
+    return not any(word in text for word in _NOT_CPU)
+
+
 def read_fans(ps: ModuleType | Any = psutil) -> tuple[FanReading, ...]:
     if not hasattr(ps, "sensors_fans"):
         return ()

@@ -37,7 +37,7 @@ def take_sample(ps: ModuleType | Any = psutil, nvml_module: Any | None = None,
                 root: Path = Path("/"), pid: int | None = None) -> Sample:
     temps, _ = host.read_temperatures(ps)
     zones = tegra.thermal_zones(root) if tegra.is_tegra(root) else ()
-    cpu_temps = [t.temp_c for t in (*temps, *zones) if "gpu" not in t.label.lower()]
+    cpu_temps = [t.temp_c for t in (*temps, *zones) if host.is_cpu_sensor(t)]
     gpus = nvml.probe_nvml(nvml_module).gpus
     gpu_temps = [g.temp_c for g in gpus if g.temp_c is not None] + \
         [t.temp_c for t in zones if "gpu" in t.label.lower()]

@@ -58,6 +58,14 @@ class Shutdown:
 
 
 @dataclass(frozen=True)
+class Throttle:
+    """The governor's setting: share of full speed (pauses between tokens) and threads."""
+
+    duty: float
+    n_threads: int
+
+
+@dataclass(frozen=True)
 class Ready:
     load_s: float
     n_ctx: int

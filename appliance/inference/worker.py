@@ -1,14 +1,16 @@
 """The engine worker process: owns the one model, so a llama.cpp abort cannot take the daemon down.
 
-It loads the model, says Ready (or LoadFailed), then serves one Generate at a time over its pipe,
-checking for Cancel between tokens.
+It loads the model, says Ready (or LoadFailed), then serves one Generate at a time over its pipe.
+Between tokens it reads Cancel and Throttle messages: a duty below 1 adds a pause after each
+token in proportion to that token's compute time (so the box cools at a known share of full
+speed), and a thread count change applies to the live llama.cpp context.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import Any
 
 from appliance.inference.protocol import (
     Cancel,
@@ -19,12 +21,11 @@ from appliance.inference.protocol import (
     Ready,
     Refused,
     Shutdown,
+    Throttle,
 )
 
-EngineFactory = Callable[[EngineConfig], object]
 
-
-def _load_llama(config: EngineConfig) -> object:
+def _load_llama(config: EngineConfig) -> Any:
     from appliance.inference.llama import LlamaEngine  # only the worker imports llama_cpp
 
     return LlamaEngine(config)
@@ -42,7 +43,27 @@ def run_worker(conn: Connection, config: EngineConfig) -> None:
     serve_jobs(conn, engine)
 
 
-def serve_jobs(conn: Connection, engine: object) -> None:
+class _Pace:
+    """The governor's current setting, applied to the engine between tokens."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.duty = 1.0
+        self.n_threads = engine.config.n_threads
+
+    def apply(self, throttle: Throttle) -> None:
+        self.duty = min(1.0, max(0.05, throttle.duty))
+        if throttle.n_threads != self.n_threads:
+            self.engine.set_threads(throttle.n_threads)
+            self.n_threads = throttle.n_threads
+
+    def pause_after(self, compute_s: float) -> None:
+        if self.duty < 1.0:
+            time.sleep(compute_s * (1.0 / self.duty - 1.0))
+
+
+def serve_jobs(conn: Connection, engine: Any) -> None:
+    pace = _Pace(engine)
     while True:
         try:
             message = conn.recv()
@@ -50,46 +71,56 @@ def serve_jobs(conn: Connection, engine: object) -> None:
             return
         if isinstance(message, Shutdown):
             return
-        if isinstance(message, Generate):
-            if not _run_job(conn, engine, message):
+        if isinstance(message, Throttle):
+            pace.apply(message)
+        elif isinstance(message, Generate):
+            if not _Job(conn, engine, message, pace).run():
                 return
 
 
-def _run_job(conn: Connection, engine: object, job: Generate) -> bool:
-    """Stream one job's events; False when a Shutdown arrived meanwhile."""
-    state = {"cancelled": False, "shutdown": False}
+class _Job:
+    def __init__(self, conn: Connection, engine: Any, job: Generate, pace: _Pace) -> None:
+        self.conn, self.engine, self.job, self.pace = conn, engine, job, pace
+        self.cancel_requested = self.shutdown = False
+        self.interval_s = engine.config.stream_interval_ms / 1000.0
+        self.pending: list[str] = []
+        self.last_sent = 0.0
 
-    def cancelled() -> bool:
-        while conn.poll():
-            message = conn.recv()
-            if isinstance(message, Cancel) and message.job_id == job.job_id:
-                state["cancelled"] = True
+    def run(self) -> bool:
+        """Stream the job's events; False when a Shutdown arrived meanwhile."""
+        token_started = time.perf_counter()
+        try:
+            for event in self.engine.generate(self.job.request, self.cancelled):
+                if isinstance(event, Piece):
+                    self.pending.append(event.text)
+                    if time.perf_counter() - self.last_sent >= self.interval_s:
+                        self.flush()
+                    self.pace.pause_after(time.perf_counter() - token_started)
+                    token_started = time.perf_counter()
+                    continue
+                self.flush()
+                self.send(event)
+        except Exception as exc:  # noqa: BLE001 - a failed job must not end the worker
+            self.send(Refused("engine_error", f"{type(exc).__name__}: {exc}",
+                              "try again; if it repeats, restart with `gemba stop`"))
+        return not self.shutdown
+
+    def cancelled(self) -> bool:
+        while self.conn.poll():
+            message = self.conn.recv()
+            if isinstance(message, Cancel) and message.job_id == self.job.job_id:
+                self.cancel_requested = True
+            elif isinstance(message, Throttle):
+                self.pace.apply(message)
             elif isinstance(message, Shutdown):
-                state["cancelled"] = state["shutdown"] = True
-        return state["cancelled"]
+                self.cancel_requested = self.shutdown = True
+        return self.cancel_requested
 
-    interval_s = getattr(engine, "config", None)
-    interval_s = (interval_s.stream_interval_ms / 1000.0) if interval_s is not None else 0.0
-    pending: list[str] = []
-    last_sent = 0.0
+    def flush(self) -> None:
+        if self.pending:
+            self.send(Piece("".join(self.pending)))
+            self.pending.clear()
+            self.last_sent = time.perf_counter()
 
-    def flush() -> None:
-        nonlocal last_sent
-        if pending:
-            conn.send((job.job_id, Piece("".join(pending))))
-            pending.clear()
-            last_sent = time.perf_counter()
-
-    try:
-        for event in engine.generate(job.request, cancelled):  # type: ignore[attr-defined]
-            if isinstance(event, Piece):
-                pending.append(event.text)
-                if time.perf_counter() - last_sent >= interval_s:
-                    flush()
-                continue
-            flush()
-            conn.send((job.job_id, event))
-    except Exception as exc:  # noqa: BLE001 - a failed job must not end the worker
-        conn.send((job.job_id, Refused("engine_error", f"{type(exc).__name__}: {exc}",
-                                       "try again; if it repeats, restart with `gemba stop`")))
-    return not state["shutdown"]
+    def send(self, event: object) -> None:
+        self.conn.send((self.job.job_id, event))
