@@ -107,6 +107,11 @@ class ChatService:
         task.add_done_callback(self._tasks.discard)
         return job
 
+    def stop_all(self) -> None:
+        """Stop every answer now (the governor's critical state); partial answers are kept."""
+        for job in list(self.jobs.values()):
+            job.cancel()
+
     async def drain(self) -> None:
         """Cancel and finish every job (daemon shutdown): partial answers are stored."""
         for job in list(self.jobs.values()):

@@ -110,6 +110,21 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(ctx: _Context, as_json: bool) -> None:
+    """The appliance's state: engine, governor, last telemetry sample and recent events."""
+    from appliance.status import read_status, status_lines
+
+    report = read_status(ctx.settings, ctx.paths)
+    if as_json:
+        _print_json(report)
+        return
+    for line in status_lines(report):
+        click.echo(line)
+
+
 # -- models --------------------------------------------------------------------------------------
 @cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)

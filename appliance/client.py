@@ -91,6 +91,12 @@ class ApplianceClient:
             raise DaemonUnavailable(f"lost the connection to the appliance at {self.base_url}: "
                                     f"{exc}", "check that `gemba serve` is running") from exc
 
+    def status(self) -> dict[str, Any]:
+        response = self._http.get("/v1/appliance/status", timeout=5.0)
+        if response.status_code != 200:
+            raise error_from_body(response.status_code, _json(response.text))
+        return response.json()
+
     def cancel(self, answer_id: int) -> None:
         self._http.post(f"/v1/appliance/answers/{answer_id}/cancel")
 

@@ -110,8 +110,9 @@ class BudgetSettings(_Section):
     """Power budget checked against a measured box input (Jetson VDD_IN), watts."""
     mem_reserve_bytes: int = Field(0, ge=0)
     """Available RAM below this pauses new requests (the plant's other software needs it)."""
-    sensors_expected: bool = True
-    """False where the box has no sensors by design (VMs): no precautionary slow-down."""
+    sensors_expected: bool = False
+    """Whether missing temperature sensors mean trouble (slow down as a precaution). Set from
+    the firmware profile by `gemba install apply`; before commissioning the host is trusted."""
     sample_interval_s: float = Field(1.0, ge=0.1, le=60)
     """Telemetry sampling period, seconds."""
     telemetry_raw_hours: float = Field(24.0, ge=1, le=720)

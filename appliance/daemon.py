@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -27,11 +28,18 @@ from appliance.chat import ChatService
 from appliance.config import Paths, Settings
 from appliance.errors import ConfigError, GembaError
 from appliance.fileio import write_atomic
+from appliance.governor import budgets_from
+from appliance.governor_loop import GovernorLoop
+from appliance.hardware.simulated import ENV as SIMULATED_ENV
+from appliance.hardware.simulated import SimulatedSensor
+from appliance.hardware.simulated import parse as parse_simulated
+from appliance.hardware.telemetry import Sample, take_sample
 from appliance.inference.protocol import EngineConfig
 from appliance.inference.scheduler import Scheduler
 from appliance.inference.supervisor import EngineSupervisor
 from appliance.models import resolve_verified
 from appliance.store import open_store
+from appliance.store.telemetry import TelemetryStore
 
 
 def default_threads() -> int:
@@ -76,7 +84,7 @@ def _prepare(settings: Settings, paths: Paths, host: str, port: int) -> Daemon:
         kv_cache_type=model.kv_cache_type, flash_attn=model.flash_attn,
         use_mmap=model.use_mmap, use_mlock=model.use_mlock,
         stream_interval_ms=settings.generation.stream_interval_ms)
-    return Daemon(settings, paths, engine, db, sock)
+    return Daemon(settings, paths, engine, db, sock, sampler_spec=os.environ.get(SIMULATED_ENV))
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -109,21 +117,41 @@ class _Server(uvicorn.Server):
 
 class Daemon:
     def __init__(self, settings: Settings, paths: Paths, engine: EngineConfig, db: Any,
-                 sock: socket.socket) -> None:
+                 sock: socket.socket, sampler_spec: str | None = None) -> None:
         self.settings, self.paths, self.engine, self.sock = settings, paths, engine, sock
         self.supervisor = EngineSupervisor(engine)
         self.scheduler = Scheduler(settings.daemon.max_queue)
         self.service = ChatService(db, self.supervisor, self.scheduler, engine.model_id,
                                    engine.model_sha256, settings.generation.system_prompt)
+        budgets = settings.budgets
+        self.telemetry = TelemetryStore(paths.data_dir / "telemetry.db",
+                                        budgets.telemetry_raw_hours,
+                                        budgets.telemetry_minute_days)
+        self.governor = GovernorLoop(
+            budgets_from(budgets), self._sampler(sampler_spec), self.supervisor,
+            self.scheduler, self.service, db, self.telemetry, engine.n_threads,
+            budgets.sample_interval_s)
         self.started = time.monotonic()
         host, port = sock.getsockname()[:2]
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
 
+    def _sampler(self, spec: str | None) -> Callable[[], Sample]:
+        if spec:
+            return SimulatedSensor(parse_simulated(spec), self.supervisor.tok_per_s,
+                                   lambda: self.supervisor.worker_pid)
+        return lambda: take_sample(pid=self.supervisor.worker_pid)
+
     def health(self) -> dict[str, Any]:
         status = self.supervisor.status
+        governor = self.governor.status()
+        state = status.state
+        if state in ("ready", "answering") and governor["mode"] != "normal":
+            state = "throttled"
         return {
             "ready": self.supervisor.ready,
-            "state": status.state,
+            "state": state,
+            "engine_state": status.state,
+            "governor": governor,
             "detail": status.detail,
             "model_id": self.engine.model_id,
             "model_sha256": self.engine.model_sha256,
@@ -139,7 +167,7 @@ class Daemon:
         }
 
     async def run(self, idle_timeout_s: float) -> None:
-        app = create_app(self.service, self.settings, self.health)
+        app = create_app(self.service, self.settings, self.health, self.governor.report)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5)
         server = _Server(config)
@@ -148,13 +176,16 @@ class Daemon:
             loop.add_signal_handler(signum, setattr, server, "should_exit", True)
         self.supervisor.start()
         watcher = asyncio.create_task(self._watch_idle(server, idle_timeout_s))
+        governing = asyncio.create_task(self.governor.run())
         self._write_state()
         try:
             await server.serve(sockets=[self.sock])
         finally:
             watcher.cancel()
+            governing.cancel()
             await self.service.drain()
             await self.supervisor.stop()
+            self.telemetry.close()
             self.paths.daemon_state_file.unlink(missing_ok=True)
 
     async def _watch_idle(self, server: uvicorn.Server, idle_timeout_s: float) -> None:

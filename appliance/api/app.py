@@ -25,7 +25,8 @@ _STOP_CHARS = 64
 
 
 def create_app(service: ChatService, settings: Settings,
-               health: Callable[[], dict[str, Any]]) -> FastAPI:
+               health: Callable[[], dict[str, Any]],
+               report: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
     app = FastAPI(title="Gemba appliance API", version="1", docs_url=None, redoc_url=None)
     # Pure ASGI middlewares: Starlette's BaseHTTPMiddleware would re-wrap every streamed token.
     app.add_middleware(BodyLimit, max_bytes=settings.daemon.max_body_bytes)
@@ -70,6 +71,10 @@ def create_app(service: ChatService, settings: Settings,
                                      headers={"Cache-Control": "no-cache",
                                               "X-Accel-Buffering": "no"})
         return await _complete(job, first, service.model_id)
+
+    @app.get("/v1/appliance/status")
+    async def status() -> dict[str, Any]:
+        return {"health": health(), **(report() if report else {})}
 
     @app.post("/v1/appliance/answers/{job_id}/cancel")
     async def cancel(job_id: int) -> dict[str, Any]:

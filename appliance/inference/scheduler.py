@@ -26,6 +26,19 @@ class Scheduler:
         self.retry_after_s = retry_after_s
         self.waiting = 0
         self._slot = asyncio.Lock()
+        self._open = asyncio.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        """New answers wait (the governor paused the box); the one running continues."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    @property
+    def holding(self) -> bool:
+        return not self._open.is_set()
 
     @property
     def busy(self) -> bool:
@@ -33,10 +46,11 @@ class Scheduler:
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        if self._slot.locked() and self.waiting >= self.max_queue:
+        if (self._slot.locked() or self.holding) and self.waiting >= self.max_queue:
             raise _busy(self.waiting, self.retry_after_s)
         self.waiting += 1
         try:
+            await self._open.wait()
             await self._slot.acquire()
         finally:
             self.waiting -= 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -23,9 +24,11 @@ from appliance.inference.protocol import (
     Generate,
     GenerationRequest,
     LoadFailed,
+    Piece,
     Ready,
     Refused,
     Shutdown,
+    Throttle,
 )
 from appliance.inference.worker import run_worker
 
@@ -61,6 +64,8 @@ class EngineSupervisor:
         self._events: asyncio.Queue[Event | _WorkerGone] | None = None
         self._stopping = False
         self._next_job_id = 0
+        self._throttle = Throttle(1.0, config.n_threads)
+        self._piece_times: deque[float] = deque(maxlen=512)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -133,11 +138,8 @@ class EngineSupervisor:
                 self.status.state = "ready"
 
     def cancel(self, job_id: int) -> None:
-        if self._conn is not None and self._job_id == job_id:
-            try:
-                self._conn.send(Cancel(job_id))
-            except (OSError, ValueError):
-                pass
+        if self._job_id == job_id:
+            self._send(Cancel(job_id))
 
     # -- worker events -----------------------------------------------------------------------
     def _drain(self) -> None:
@@ -151,9 +153,31 @@ class EngineSupervisor:
         except (EOFError, OSError):
             self._on_worker_exit()
 
+    def throttle(self, duty: float, n_threads: int) -> None:
+        """Set the engine's pace now, and again after any restart."""
+        self._throttle = Throttle(duty, n_threads)
+        self._send(self._throttle)
+
+    def tok_per_s(self, window_s: float = 3.0) -> float | None:
+        """Decode rate over the last few seconds (None when nothing was generated)."""
+        now = time.monotonic()
+        recent = [t for t in self._piece_times if now - t <= window_s]
+        if len(recent) < 2:
+            return None
+        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+
+    def _send(self, message: object) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.send(message)
+            except (OSError, ValueError):
+                pass
+
     def _dispatch(self, message: object) -> None:
         if isinstance(message, Ready):
             self.status.state, self.status.detail = "ready", ""
+            if self._throttle.duty < 1.0 or self._throttle.n_threads != self.config.n_threads:
+                self._send(self._throttle)
             self.status.load_s, self.status.n_ctx = message.load_s, message.n_ctx
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(message)
@@ -165,6 +189,8 @@ class EngineSupervisor:
                     "check the model and the memory settings with `gemba models verify`"))
         elif isinstance(message, tuple) and self._events is not None \
                 and message[0] == self._job_id:
+            if isinstance(message[1], Piece):
+                self._piece_times.append(time.monotonic())
             self._events.put_nowait(message[1])
 
     def _on_worker_exit(self) -> None:

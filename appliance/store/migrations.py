@@ -45,3 +45,14 @@ def create_install_reports(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"created_at", "report_json"},
     )
+
+
+@migrations()
+def create_governor_events(db: sqlite_utils.Database) -> None:
+    db["governor_events"].create(
+        {"id": int, "at": str, "from_mode": str, "to_mode": str, "duty": float,
+         "severity": str, "reason": str, "figures_json": str, "tok_per_s_before": float,
+         "tok_per_s_after": float},
+        pk="id",
+        not_null={"at", "from_mode", "to_mode", "reason"},
+    )

@@ -1,0 +1,112 @@
+"""The governor at run time: sample, decide (appliance.governor), act, record. Once a second.
+
+Actuators: the engine's pace (pause between tokens, fewer threads at low duty), the queue gate
+(new answers wait while paused), and stopping generation at critical. Every change of mode is an
+event with its reason, its figures and the decode rate before and a few seconds after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import sqlite_utils
+
+from appliance.chat import ChatService
+from appliance.governor import Budgets, Decision, decide, initial
+from appliance.hardware.telemetry import Sample
+from appliance.inference.scheduler import Scheduler
+from appliance.inference.supervisor import EngineSupervisor
+from appliance.store.events import add_event, recent_events, set_rate_after
+from appliance.store.telemetry import TelemetryStore
+
+log = logging.getLogger("gemba.governor")
+_AFTER_S = 5.0
+_ROLL_UP_EVERY = 600
+
+
+class GovernorLoop:
+    def __init__(self, budgets: Budgets, sampler: Callable[[], Sample],
+                 supervisor: EngineSupervisor, scheduler: Scheduler, service: ChatService,
+                 db: sqlite_utils.Database, telemetry: TelemetryStore | None,
+                 planned_threads: int, interval_s: float = 1.0) -> None:
+        self.budgets, self.sampler = budgets, sampler
+        self.supervisor, self.scheduler, self.service = supervisor, scheduler, service
+        self.db, self.telemetry = db, telemetry
+        self.planned_threads, self.interval_s = planned_threads, interval_s
+        self.decision: Decision = initial(time.monotonic())
+        self.last_sample: Sample | None = None
+        self._last_seen_s: float | None = None
+        self._sent: tuple[float, int] = (1.0, planned_threads)
+        self._ticks = 0
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 - the governor must outlive a bad tick
+                log.exception("governor tick failed")
+
+    async def tick(self) -> Decision:
+        sample = await self._sample()
+        now = time.monotonic()
+        decision = decide(self.decision, sample, self.budgets, now, self._last_seen_s)
+        if decision.mode != self.decision.mode:
+            self._record_change(self.decision, decision)
+        self._act(decision)
+        self.decision = decision
+        if sample is not None and self.telemetry is not None:
+            self.telemetry.record(sample, decision.mode, decision.duty,
+                                  self.supervisor.tok_per_s())
+            self._ticks += 1
+            if self._ticks % _ROLL_UP_EVERY == 0:
+                self.telemetry.roll_up()
+        return decision
+
+    async def _sample(self) -> Sample | None:
+        try:
+            sample = await asyncio.to_thread(self.sampler)
+        except Exception:  # noqa: BLE001 - an unreadable sensor is "no sample", not a crash
+            log.exception("telemetry sample failed")
+            return None
+        self.last_sample, self._last_seen_s = sample, sample.at_s
+        return sample
+
+    def _act(self, decision: Decision) -> None:
+        threads = self.planned_threads if decision.duty >= 0.5 \
+            else max(1, self.planned_threads // 2)
+        wanted = (decision.duty, threads)
+        if abs(wanted[0] - self._sent[0]) >= 0.01 or wanted[1] != self._sent[1]:
+            self.supervisor.throttle(*wanted)
+            self._sent = wanted
+        if decision.accepts_new_work:
+            self.scheduler.release()
+        else:
+            self.scheduler.hold()
+        if not decision.generating_allowed:
+            self.service.stop_all()
+
+    def _record_change(self, old: Decision, new: Decision) -> None:
+        before = self.supervisor.tok_per_s()
+        log.warning("governor: %s -> %s: %s", old.mode, new.mode, new.reason)
+        event_id = add_event(self.db, old.mode, new.mode, new.duty, new.severity.name,
+                             new.reason, new.figures, before)
+        asyncio.get_running_loop().call_later(
+            _AFTER_S, lambda: set_rate_after(self.db, event_id, self.supervisor.tok_per_s()))
+
+    def status(self) -> dict[str, Any]:
+        d = self.decision
+        return {"mode": d.mode, "duty": d.duty, "severity": d.severity.name.lower(),
+                "reason": d.reason, "since_s": round(time.monotonic() - d.since_s, 1),
+                "figures": d.figures}
+
+    def report(self, events: int = 10) -> dict[str, Any]:
+        return {"governor": self.status(),
+                "last_sample": asdict(self.last_sample) if self.last_sample else None,
+                "tok_per_s": self.supervisor.tok_per_s(),
+                "events": recent_events(self.db, events)}
