@@ -16,7 +16,7 @@ treated the same way. Memory below the reserve pauses new work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 from appliance.config import BudgetSettings
@@ -68,8 +68,12 @@ class Budgets:
     min_duty: float = 0.2
     fallback_duty: float = 0.6
     """Duty when heat cannot be seen (stale or missing sensors)."""
-    gain_per_c_s: float = 0.004
+    gain_per_c_s: float = 0.01
     """Integral gain: duty change per °C of error per second."""
+    gain_per_c: float = 0.08
+    """Proportional gain: duty change per °C of error."""
+    brake_per_c_per_s: float = 0.25
+    """Derivative brake: duty taken off per °C/s of rise; acts on fast-heating boxes only."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,11 @@ class Decision:
     at_s: float
     """When this decision was made."""
     figures: dict[str, float | None] = field(default_factory=dict)
+    integral: float = 1.0
+    """The controller's learned duty. A pause backs it off and freezes it, so the box resumes
+    at a sustainable pace instead of full speed."""
+    slope_c_per_s: float = 0.0
+    """Smoothed rise of the hottest figure, °C per second."""
 
     @property
     def accepts_new_work(self) -> bool:
@@ -108,7 +117,10 @@ def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: f
            last_seen_s: float | None = None) -> Decision:
     """The next decision, from the previous one and the newest sample (None: none arrived)."""
     dt = min(max(0.0, now_s - previous.at_s), 5.0)
-    if sample is None or (last_seen_s is not None and now_s - last_seen_s > budgets.stale_after_s):
+    stale = last_seen_s is not None and now_s - last_seen_s > budgets.stale_after_s
+    if sample is None and not stale:
+        return replace(previous, at_s=now_s)  # a missed tick changes nothing yet
+    if sample is None or stale:
         return _fallback(previous, budgets, now_s, "telemetry is stale")
     figures = _figures(sample, budgets)
     values = {f.name: f.value for f in figures}
@@ -123,10 +135,22 @@ def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: f
         severity = Severity.WARNING
     severity = _dwell(previous, severity, budgets, now_s)
     mode = _MODE_FOR[severity]
-    duty = _duty(previous, mode, hottest, budgets, dt)
+    slope = _slope(previous, hottest, dt)
+    integral, duty = _control(previous, mode, hottest, budgets, dt, slope)
     reason = _reason(mode, hottest, bool(memory_short), sample, budgets)
     since = previous.since_s if mode == previous.mode else now_s
-    return Decision(mode, duty, severity, reason, since, now_s, values)
+    return Decision(mode, duty, severity, reason, since, now_s, values, integral, slope)
+
+
+def _slope(previous: Decision, hottest: _Figure | None, dt: float) -> float:
+    if hottest is None or dt <= 0:
+        return 0.0
+    last = previous.figures.get(hottest.name)
+    if last is None:
+        return 0.0
+    raw = (hottest.value - last) / dt
+    # Smoothed: 1 °C sensor steps must not jerk the engine's pace.
+    return 0.7 * previous.slope_c_per_s + 0.3 * raw
 
 
 def _figures(sample: Sample, budgets: Budgets) -> list[_Figure]:
@@ -167,17 +191,21 @@ def _dwell(previous: Decision, severity: Severity, budgets: Budgets, now_s: floa
     return severity
 
 
-def _duty(previous: Decision, mode: str, hottest: _Figure | None, budgets: Budgets,
-          dt: float) -> float:
-    if mode == "normal":
-        return 1.0
+def _control(previous: Decision, mode: str, hottest: _Figure | None, budgets: Budgets,
+             dt: float, slope: float) -> tuple[float, float]:
+    """PI control of the hottest figure toward just under its warning limit: (integral, duty)."""
+    if mode == "normal" or hottest is None:
+        return 1.0, 1.0
     if mode in ("paused", "refused"):
-        return budgets.min_duty
-    assert hottest is not None
-    start = previous.duty if previous.mode == "slowed" else 1.0
-    setpoint = hottest.limits.warning - budgets.setpoint_margin_c
-    duty = start + budgets.gain_per_c_s * (setpoint - hottest.value) * dt
-    return round(min(1.0, max(budgets.min_duty, duty)), 4)
+        # Reaching the warning limit proves the pace was too high: resume at 80 % of it.
+        learned = previous.duty * 0.8 if previous.mode == "slowed" else previous.integral
+        return max(budgets.min_duty, learned), budgets.min_duty
+    error = hottest.limits.warning - budgets.setpoint_margin_c - hottest.value
+    integral = previous.integral + budgets.gain_per_c_s * error * dt
+    integral = min(1.0, max(budgets.min_duty, integral))
+    duty = integral + budgets.gain_per_c * min(error, 0.0)  # brake hard above the setpoint
+    duty -= budgets.brake_per_c_per_s * max(slope, 0.0)  # and early when heating fast
+    return integral, round(min(1.0, max(budgets.min_duty, duty)), 4)
 
 
 def _fallback(previous: Decision, budgets: Budgets, now_s: float, why: str,

@@ -61,6 +61,8 @@ class GembaHome:
     port: int
     netguard_log: Path
     processes: list[subprocess.Popen[str]] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Variables for this appliance's processes only (the test's own GEMBA_* never leak in)."""
 
     @property
     def url(self) -> str:
@@ -72,6 +74,7 @@ class GembaHome:
         env.update(GEMBA_HOME=str(self.home), GEMBA_NETGUARD_LOG=str(self.netguard_log),
                    PYTHONPATH=os.pathsep.join([str(NETGUARD), str(ROOT)]),
                    NO_COLOR="1", PYTHONUNBUFFERED="1")
+        env.update(self.extra_env)
         return env
 
     @property

@@ -1,0 +1,136 @@
+"""The governor with the real engine: actuators change the real decode rate, and a box heated by
+that rate (the simulated sensor: this machine has none) is held under its limits, visibly."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from appliance.inference.protocol import (
+    EngineConfig,
+    Finished,
+    Generate,
+    GenerationRequest,
+    Ready,
+    Shutdown,
+    Throttle,
+)
+from appliance.inference.worker import run_worker
+from appliance.models import resolve_verified
+from appliance.store.telemetry import TelemetryStore
+from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
+
+pytestmark = pytest.mark.model
+
+# A small, fast-heating box: full load would settle at 40 + 4 * (1 + 10) = 84 °C, far above
+# its critical limit of 75 °C; its time constant is 4 * 3.75 = 15 s.
+HOT_BOX = "ambient_c=40,r_c_per_w=4,c_j_per_c=3.75,idle_w=1,load_w=10,full_tok_per_s=80"
+LIMITS = "cpu_careful_c = 55\ncpu_warning_c = 65\ncpu_critical_c = 75\nsensors_expected = true\n"
+
+
+def _rate(conn, job_id: int) -> float:  # type: ignore[no-untyped-def]
+    conn.send(Generate(job_id, GenerationRequest(
+        ({"role": "user", "content": LONG_ANSWER_PROMPT},), max_tokens=96, temperature=0.0)))
+    while True:
+        job, event = conn.recv()
+        if job == job_id and isinstance(event, Finished):
+            assert event.tok_per_s is not None
+            return event.tok_per_s
+
+
+def test_worker_pace_and_threads_change_the_real_decode_rate() -> None:
+    _, path = resolve_verified("smollm2-135m-instruct-q4_1", Path("/nonexistent"))
+    config = EngineConfig("smollm2", str(path), "x", 1024, 2, 512, 0)
+    context = multiprocessing.get_context("spawn")
+    parent, child = context.Pipe()
+    worker = context.Process(target=run_worker, args=(child, config), daemon=True)
+    worker.start()
+    try:
+        assert isinstance(parent.recv(), Ready)
+        _rate(parent, 1)  # warm-up
+        full = _rate(parent, 2)
+        parent.send(Throttle(0.4, 2))
+        paced = _rate(parent, 3)
+        parent.send(Throttle(1.0, 1))
+        one_thread = _rate(parent, 4)
+        parent.send(Throttle(1.0, 2))
+        restored = _rate(parent, 5)
+    finally:
+        parent.send(Shutdown())
+        worker.join(timeout=10)
+    assert paced < 0.6 * full  # 40 % duty: pauses between tokens
+    assert one_thread < 0.85 * full  # one thread instead of two on a live context
+    assert restored > 0.8 * full
+
+
+def _keep_answering(home: GembaHome, stop: threading.Event) -> None:
+    body = {"messages": [{"role": "user", "content": LONG_ANSWER_PROMPT}],
+            "max_tokens": 400, "temperature": 0}
+    while not stop.is_set():
+        try:
+            httpx.post(f"{home.url}/v1/chat/completions", json=body, timeout=120)
+        except httpx.HTTPError:
+            time.sleep(0.2)
+
+
+def test_governor_holds_a_hot_box_under_its_limits_and_says_so(gemba_home: GembaHome) -> None:
+    gemba_home.extra_env["GEMBA_SIMULATED_THERMAL"] = HOT_BOX
+    gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\n[budgets]\n{LIMITS}")
+    gemba_home.start_daemon()
+    stop = threading.Event()
+    load = threading.Thread(target=_keep_answering, args=(gemba_home, stop), daemon=True)
+    load.start()
+    seen_throttled = False
+    try:
+        deadline = time.monotonic() + 55
+        while time.monotonic() < deadline:
+            health = gemba_home.health() or {}
+            seen_throttled |= health.get("state") == "throttled"
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        load.join(timeout=120)
+    status = json.loads(gemba_home.gemba("status", "--json", check=True).stdout)
+    assert status["running"] and seen_throttled
+    events = status["events"]
+    first = events[-1]
+    assert (first["from_mode"], first["to_mode"]) == ("normal", "slowed")
+    assert "cpu temperature" in first["reason"] and first["figures"]["cpu_temp_c"] >= 55
+    # The governor measured what its action did to the real engine.
+    measured = [e for e in events if e["tok_per_s_before"] and e["tok_per_s_after"]]
+    assert any(e["tok_per_s_after"] < 0.8 * e["tok_per_s_before"] for e in measured)
+    # The simulated box never reached critical, and in the last seconds it sat under warning.
+    store = TelemetryStore(gemba_home.home / "data" / "telemetry.db")
+    temps = [row["cpu_temp_c"] for row in store.db.query(
+        "select cpu_temp_c from samples order by t")]
+    store.close()
+    assert max(temps) < 75
+    assert max(temps[-10:]) < 65
+    assert status["last_sample"]["cpu_temp_c"] < 65
+
+
+def test_telemetry_history_stays_bounded(tmp_path: Path) -> None:
+    from appliance.hardware.telemetry import Sample
+
+    store = TelemetryStore(tmp_path / "telemetry.db", raw_hours=1, minute_days=1)
+    start = 1_700_000_000.0
+    for second in range(0, 3 * 86400, 20):  # three days, a sample every 20 s
+        store.record(Sample(float(second), 50.0 + second % 7, None, None, None, (), 1 << 30,
+                            None, 0.0), "normal", 1.0, 50.0, wall_t=start + second)
+    store.roll_up(now=start + 3 * 86400)
+    raw, minutes, hours = (store.count(t) for t in ("samples", "samples_1m", "samples_1h"))
+    hottest = store.db.execute("select max(cpu_temp_c) from samples_1h").fetchone()[0]
+    store.close()
+    assert raw <= 3600 // 20 + 1  # the last hour only
+    assert minutes <= 24 * 60 + 1  # the last day in minutes
+    assert 40 <= hours <= 3 * 24  # older history in hours
+    assert hottest == 56.0  # summaries keep the worst reading, not the mean
+    with sqlite3.connect(tmp_path / "telemetry.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
