@@ -52,15 +52,19 @@ class ModelFacts:
     def weight_bytes(self) -> int:
         return sum(self.layer_bytes) + self.embedding_bytes + self.output_bytes + self.other_bytes
 
-    def kv_bytes(self, n_ctx: int, cache_type: str = "f16", n_ubatch: int = 512) -> int:
-        """KV cache llama.cpp allocates for `n_ctx` tokens (one sequence)."""
+    def kv_bytes(self, n_ctx: int, cache_type: str = "f16", n_ubatch: int = 512,
+                 swa_full: bool = True) -> int:
+        """KV cache llama.cpp allocates for `n_ctx` tokens (one sequence).
+
+        `swa_full`: llama-cpp-python's default gives sliding-window layers a full-size cache
+        too (measured on Gemma 3); only without it do they stop growing with the context."""
         per_token_layer = (self.head_dim_k + self.head_dim_v) * self.kv_heads
         element = KV_TYPE_BYTES[cache_type]
-        global_layers = self.layers - self.swa_layers
-        total = global_layers * n_ctx * per_token_layer * element
-        if self.swa_layers and self.sliding_window:
+        swa_layers = 0 if swa_full else self.swa_layers
+        total = (self.layers - swa_layers) * n_ctx * per_token_layer * element
+        if swa_layers and self.sliding_window:
             swa_ctx = min(n_ctx, _pad(self.sliding_window + n_ubatch, 256))
-            total += self.swa_layers * swa_ctx * per_token_layer * element
+            total += swa_layers * swa_ctx * per_token_layer * element
         return int(total)
 
 

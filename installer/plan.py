@@ -21,8 +21,14 @@ Status = Literal["pass", "warn", "fail"]
 
 # What the Gemba llama.cpp build needs from the CPU, per architecture.
 BUILD_NEEDS = {"x86_64": ("avx", "avx2", "fma", "f16c"), "aarch64": ("asimd",)}
-# Worker process beyond llama.cpp's buffers: Python, llama-cpp-python, tokenizer tables.
-PROCESS_OVERHEAD_BYTES = 110 * MIB
+# Worker process beyond llama.cpp's buffers: Python and llama-cpp-python (~43 MiB after import),
+# runtime and tokenizer tables that grow with the vocabulary (fitted on three models; see
+# bench/results/plan_accuracy.json).
+BASE_OVERHEAD_BYTES = 60 * MIB
+OVERHEAD_PER_VOCAB_BYTES = 128
+# Weight types llama.cpp repacks into a second, CPU-friendly copy (AVX2 / ARM dot product);
+# the mapped original stays resident too.
+REPACKED_TYPES = ("Q4_0", "Q4_K", "IQ4_NL")
 VRAM_SAFETY_BYTES = 512 * MIB
 MIN_CONTEXT = 512
 CONTEXT_STEP = 256
@@ -105,31 +111,50 @@ def estimate_memory(model: ModelFacts, shape: _Shape, facts: HostFacts,
     output_bytes = model.output_bytes + model.other_bytes
     weights_gpu = gpu_layer_bytes + (output_bytes if output_on_gpu else 0)
     weights_cpu = model.weight_bytes - weights_gpu
+    if _repacks(facts):
+        cpu_share = (model.layers - offloaded) / max(model.layers, 1)
+        weights_cpu += int(sum(model.bytes_by_type.get(t, 0) for t in REPACKED_TYPES)
+                           * cpu_share)
     kv_total = model.kv_bytes(shape.n_ctx, shape.kv_type, shape.n_ubatch)
     kv_gpu = kv_total * offloaded // max(model.layers, 1)
-    compute = _compute_bytes(model, shape)
-    compute_gpu = compute if offloaded else 0
+    compute_gpu = _compute_gpu_bytes(model, shape) if offloaded else 0
     # With layers offloaded, the CPU keeps only the embedding lookup's small buffer.
-    compute_cpu = compute if not offloaded else min(shape.n_ubatch, shape.n_ctx) * model.embedding * 8
+    compute_cpu = _compute_cpu_bytes(model, shape) if not offloaded \
+        else min(shape.n_ubatch, shape.n_ctx) * model.embedding * 8
+    overhead = BASE_OVERHEAD_BYTES + model.vocab * OVERHEAD_PER_VOCAB_BYTES
     ram_budget = facts.memory.usable_bytes - int(profile.memory.reserved_ram_gib * GIB)
     vram_free = sum((gpu.memory_free_bytes or gpu.memory_total_bytes or 0) for gpu in facts.gpus)
     vram_budget = max(0, vram_free - VRAM_SAFETY_BYTES * len(facts.gpus))
-    estimate = MemoryEstimate(weights_cpu, weights_gpu, kv_total - kv_gpu, kv_gpu, compute_cpu,
-                              compute_gpu, PROCESS_OVERHEAD_BYTES, ram_budget, vram_budget)
     if unified:  # everything lives in RAM; there is no separate VRAM budget
         return MemoryEstimate(weights_cpu + weights_gpu, 0, kv_total, 0,
-                              compute_cpu + compute_gpu, 0, PROCESS_OVERHEAD_BYTES, ram_budget, 0)
-    return estimate
+                              compute_cpu + compute_gpu, 0, overhead, ram_budget, 0)
+    return MemoryEstimate(weights_cpu, weights_gpu, kv_total - kv_gpu, kv_gpu, compute_cpu,
+                          compute_gpu, overhead, ram_budget, vram_budget)
 
 
-def _compute_bytes(model: ModelFacts, shape: _Shape) -> int:
-    """llama.cpp's compute buffer: the larger of the logits and the attention scores, plus work
-    tensors for one micro-batch (fitted to llama.cpp's own reports at 512-8192 tokens)."""
+def _repacks(facts: HostFacts) -> bool:
+    return facts.cpu.has("avx2") or facts.cpu.has("asimddp")
+
+
+def _compute_gpu_bytes(model: ModelFacts, shape: _Shape) -> int:
+    """The GPU compute buffer llama.cpp reserves (and the driver really allocates): the larger
+    of the logits and the attention scores, plus a micro-batch's work tensors."""
     ubatch = min(shape.n_ubatch, shape.n_ctx)
     logits = model.vocab * ubatch * 4
     scores = 0 if shape.flash_attn else shape.n_ctx * ubatch * model.heads * 4
     work = ubatch * (model.embedding * 4 + model.feed_forward * 3) * 4
     return max(logits, scores) + work
+
+
+def _compute_cpu_bytes(model: ModelFacts, shape: _Shape) -> int:
+    """CPU compute memory actually touched: llama.cpp reserves logits for a whole micro-batch
+    but generation writes one row; reading a full-context prompt touches the attention scores,
+    their f16 copy (half again) and the masks (measured at 512-8192 tokens on three models)."""
+    ubatch = min(shape.n_ubatch, shape.n_ctx)
+    masks = shape.n_ctx * ubatch * 4 * (2 if model.swa_layers else 1)
+    work = ubatch * (2 * model.embedding + model.feed_forward) * 4
+    scores = 0 if shape.flash_attn else shape.n_ctx * ubatch * model.heads * 4
+    return scores + scores // 2 + masks + work + model.vocab * 4
 
 
 def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
