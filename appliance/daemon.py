@@ -30,6 +30,7 @@ from appliance.errors import ConfigError, GembaError
 from appliance.fileio import write_atomic
 from appliance.governor import budgets_from
 from appliance.governor_loop import GovernorLoop
+from appliance.hardware.nvml import PowerLimits
 from appliance.hardware.simulated import ENV as SIMULATED_ENV
 from appliance.hardware.simulated import SimulatedSensor
 from appliance.hardware.simulated import parse as parse_simulated
@@ -130,7 +131,9 @@ class Daemon:
         self.governor = GovernorLoop(
             budgets_from(budgets), self._sampler(sampler_spec), self.supervisor,
             self.scheduler, self.service, db, self.telemetry, engine.n_threads,
-            budgets.sample_interval_s)
+            budgets.sample_interval_s,
+            power=PowerLimits() if settings.model.gpu_power_cap_w else None,
+            planned_cap_w=settings.model.gpu_power_cap_w)
         self.started = time.monotonic()
         host, port = sock.getsockname()[:2]
         self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
@@ -175,6 +178,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(signum, setattr, server, "should_exit", True)
         self.supervisor.start()
+        await asyncio.to_thread(self.governor.start_power)
         watcher = asyncio.create_task(self._watch_idle(server, idle_timeout_s))
         governing = asyncio.create_task(self.governor.run())
         self._write_state()
@@ -185,6 +189,8 @@ class Daemon:
             governing.cancel()
             await self.service.drain()
             await self.supervisor.stop()
+            if self.governor.power is not None:
+                self.governor.power.restore()  # the card gets its own limit back
             self.telemetry.close()
             self.paths.daemon_state_file.unlink(missing_ok=True)
 

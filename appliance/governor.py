@@ -92,6 +92,8 @@ class Decision:
     at a sustainable pace instead of full speed."""
     slope_c_per_s: float = 0.0
     """Smoothed rise of the hottest figure, °C per second."""
+    limiting: str | None = None
+    """The figure that decided the mode (e.g. gpu_temp_c), if any."""
 
     @property
     def accepts_new_work(self) -> bool:
@@ -139,7 +141,8 @@ def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: f
     integral, duty = _control(previous, mode, hottest, budgets, dt, slope)
     reason = _reason(mode, hottest, bool(memory_short), sample, budgets)
     since = previous.since_s if mode == previous.mode else now_s
-    return Decision(mode, duty, severity, reason, since, now_s, values, integral, slope)
+    return Decision(mode, duty, severity, reason, since, now_s, values, integral, slope,
+                    hottest.name if hottest is not None else None)
 
 
 def _slope(previous: Decision, hottest: _Figure | None, dt: float) -> float:
@@ -251,3 +254,11 @@ def budgets_from(settings: BudgetSettings) -> Budgets:
         gpu_temp_c=gpu, box_power_w=settings.box_power_w,
         mem_reserve_bytes=settings.mem_reserve_bytes,
         sensors_expected=settings.sensors_expected)
+
+
+def gpu_cap_w(decision: Decision, planned_w: float, min_w: float = 0.0) -> float:
+    """The GPU power limit for this decision: the planned cap, scaled by the duty while the GPU
+    is what the governor is holding back (its heat or the box's power), never below `min_w`."""
+    if decision.mode == "normal" or decision.limiting not in ("gpu_temp_c", "box_power_w"):
+        return planned_w
+    return max(min_w, round(planned_w * decision.duty, 1))

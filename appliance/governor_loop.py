@@ -17,7 +17,8 @@ from typing import Any
 import sqlite_utils
 
 from appliance.chat import ChatService
-from appliance.governor import Budgets, Decision, decide, initial
+from appliance.governor import Budgets, Decision, decide, gpu_cap_w, initial
+from appliance.hardware.nvml import PowerLimits
 from appliance.hardware.telemetry import Sample
 from appliance.inference.scheduler import Scheduler
 from appliance.inference.supervisor import EngineSupervisor
@@ -33,8 +34,10 @@ class GovernorLoop:
     def __init__(self, budgets: Budgets, sampler: Callable[[], Sample],
                  supervisor: EngineSupervisor, scheduler: Scheduler, service: ChatService,
                  db: sqlite_utils.Database, telemetry: TelemetryStore | None,
-                 planned_threads: int, interval_s: float = 1.0) -> None:
+                 planned_threads: int, interval_s: float = 1.0,
+                 power: PowerLimits | None = None, planned_cap_w: float | None = None) -> None:
         self.budgets, self.sampler = budgets, sampler
+        self.power, self.planned_cap_w = power, planned_cap_w
         self.supervisor, self.scheduler, self.service = supervisor, scheduler, service
         self.db, self.telemetry = db, telemetry
         self.planned_threads, self.interval_s = planned_threads, interval_s
@@ -90,6 +93,31 @@ class GovernorLoop:
             self.scheduler.hold()
         if not decision.generating_allowed:
             self.service.stop_all()
+        self._cap_gpus(decision)
+
+    def start_power(self) -> None:
+        """Apply the planned GPU cap; an actuator that may not act is recorded, not fatal."""
+        if self.power is None or self.planned_cap_w is None:
+            return
+        why = self.power.start(self.planned_cap_w)
+        if why:
+            self._note(f"GPU power cap of {self.planned_cap_w:g} W not applied: {why}")
+
+    def _cap_gpus(self, decision: Decision) -> None:
+        if self.power is None or self.planned_cap_w is None or self.power.disabled:
+            return
+        low = min((lo for lo, _ in self.power.range_mw.values()), default=0) / 1000
+        wanted = gpu_cap_w(decision, self.planned_cap_w, low)
+        if self.power.current_w is None or abs(wanted - self.power.current_w) >= 2.0:
+            why = self.power.set(wanted)
+            if why:
+                self._note(f"GPU power cap not changed: {why}")
+
+    def _note(self, reason: str) -> None:
+        mode = self.decision.mode
+        log.warning("governor: %s", reason)
+        add_event(self.db, mode, mode, self.decision.duty, self.decision.severity.name, reason,
+                  {}, self.supervisor.tok_per_s())
 
     def _record_change(self, old: Decision, new: Decision) -> None:
         before = self.supervisor.tok_per_s()

@@ -52,6 +52,19 @@ def install() -> None:
     """Field engineer's installer: probe, match a profile, plan, commission."""
 
 
+def _choose_profile(name: str | None, facts: HostFacts) -> Any:
+    """The named profile, or the one that matches the box best."""
+    from installer.profiles import best_match, find_profile, load_profiles
+
+    if name:
+        return find_profile(name)
+    best = best_match(load_profiles(), facts)
+    if best is None:
+        raise ConfigError("no firmware profile matches this box",
+                          "choose one with --profile (see `gemba install profiles`)")
+    return best.profile
+
+
 @install.command()
 @click.option("--json", "as_json", is_flag=True)
 def probe(as_json: bool) -> None:
@@ -145,17 +158,9 @@ def plan(profile_name: str | None, model: str, ctx: int | None, hardware: Path |
     Exit status 0 when no check fails, 3 when one does."""
     from installer.gguf_info import read_model_facts
     from installer.plan import make_plan
-    from installer.profiles import best_match, find_profile, load_profiles
 
     facts = _facts(hardware)
-    if profile_name:
-        profile = find_profile(profile_name)
-    else:
-        best = best_match(load_profiles(), facts)
-        if best is None:
-            raise ConfigError("no firmware profile matches this box",
-                              "choose one with --profile (see `gemba install profiles`)")
-        profile = best.profile
+    profile = _choose_profile(profile_name, facts)
     result = make_plan(facts, profile, read_model_facts(_model_path(model)), ctx)
     if as_json:
         _emit_json(plan_to_dict(result))
@@ -275,7 +280,6 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
     from installer.burnin import run_burn_in
     from installer.gguf_info import read_model_facts
     from installer.plan import make_plan
-    from installer.profiles import best_match, find_profile, load_profiles
 
     paths = Paths.from_env()
     paths.ensure()
@@ -283,14 +287,7 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
     for leftover in commission.clean_leftovers(paths):
         click.echo(f"Removed {leftover} left by an interrupted install.", err=True)
     facts = probe_box(paths.data_dir)
-    if profile_name:
-        profile = find_profile(profile_name)
-    else:
-        best = best_match(load_profiles(), facts)
-        if best is None:
-            raise ConfigError("no firmware profile matches this box",
-                              "choose one with --profile (see `gemba install profiles`)")
-        profile = best.profile
+    profile = _choose_profile(profile_name, facts)
     source = _source(model, sha256, model_id, paths)
     result = make_plan(facts, profile, read_model_facts(source.path), ctx)
     plan_dict = plan_to_dict(result)

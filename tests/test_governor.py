@@ -185,3 +185,22 @@ def test_scheduler_gate_holds_new_answers_until_released() -> None:
         return order
 
     assert asyncio.run(scenario()) == ["released", "held"]
+
+
+@pytest.mark.parametrize("mode, limiting, duty, expected", [
+    ("normal", None, 1.0, 72.0),
+    ("slowed", "cpu_temp_c", 0.5, 72.0),    # the CPU is hot: the GPU cap stays as planned
+    ("slowed", "gpu_temp_c", 0.5, 40.0),    # 36 W would be below the card's 40 W minimum
+    ("slowed", "gpu_temp_c", 0.8, 57.6),
+    ("paused", "box_power_w", 0.6, 43.2),
+])
+def test_gpu_cap_follows_the_duty_only_when_the_gpu_is_the_problem(
+        mode: str, limiting: str | None, duty: float, expected: float) -> None:
+    from appliance.governor import gpu_cap_w
+
+    decision = replace(initial(0.0), mode=mode, duty=duty, limiting=limiting)
+    assert gpu_cap_w(decision, 72.0, min_w=40.0) == expected
+
+
+def test_decision_names_the_figure_it_holds_back() -> None:
+    assert run([(1.0, sample(50.0, gpu=86.0))])[-1].limiting == "gpu_temp_c"

@@ -147,3 +147,64 @@ def _watts(milliwatts: int | None) -> float | None:
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+class PowerLimits:
+    """Set, scale and restore NVIDIA power limits; one NVML session for the daemon's life.
+
+    Every failure (no permission, not supported, no driver) turns the actuator off with the
+    reason, instead of raising: the rest of the governor keeps working.
+    """
+
+    def __init__(self, nvml: ModuleType | Any | None = None) -> None:
+        self.nvml = nvml if nvml is not None else load_pynvml()
+        self.original_mw: dict[int, int] = {}
+        self.range_mw: dict[int, tuple[int, int]] = {}
+        self.current_w: float | None = None
+        self.disabled: str | None = None if self.nvml is not None else \
+            "the nvidia-ml-py package is not installed"
+
+    def start(self, cap_w: float) -> str | None:
+        """Apply the planned cap to every GPU; returns why it could not, or None."""
+        if self.disabled:
+            return self.disabled
+        try:
+            self.nvml.nvmlInit()
+            for index in range(self.nvml.nvmlDeviceGetCount()):
+                handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+                self.original_mw[index] = self.nvml.nvmlDeviceGetEnforcedPowerLimit(handle)
+                low, high = self.nvml.nvmlDeviceGetPowerManagementLimitConstraints(handle)
+                self.range_mw[index] = (int(low), int(high))
+        except Exception as error:  # noqa: BLE001 - NVML errors switch the actuator off
+            self.disabled = _error_reason(self.nvml, error)
+            return self.disabled
+        return self.set(cap_w)
+
+    def set(self, cap_w: float) -> str | None:
+        if self.disabled or not self.original_mw:
+            return self.disabled or "no NVIDIA GPU"
+        try:
+            for index, (low, high) in self.range_mw.items():
+                handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+                self.nvml.nvmlDeviceSetPowerManagementLimit(
+                    handle, min(high, max(low, int(cap_w * 1000))))
+        except Exception as error:  # noqa: BLE001 - e.g. no permission: say why, stop trying
+            self.disabled = _error_reason(self.nvml, error)
+            return self.disabled
+        self.current_w = cap_w
+        return None
+
+    def restore(self) -> None:
+        if not self.original_mw or self.nvml is None:
+            return
+        for index, milliwatts in self.original_mw.items():
+            try:
+                handle = self.nvml.nvmlDeviceGetHandleByIndex(index)
+                self.nvml.nvmlDeviceSetPowerManagementLimit(handle, milliwatts)
+            except Exception:  # noqa: BLE001, S110 - restoring is best effort at exit
+                pass
+        try:
+            self.nvml.nvmlShutdown()
+        except Exception:  # noqa: BLE001, S110
+            pass
+        self.original_mw.clear()

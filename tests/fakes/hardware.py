@@ -354,6 +354,10 @@ class FakeNvml:
         self.handle_errors = dict(handle_errors or {})
         self.init_count = 0
         self.shutdown_count = 0
+        self.set_limits_mw: dict[int, int] = {}
+        """Power limits set through nvmlDeviceSetPowerManagementLimit, by GPU index."""
+        self.set_error: type[NVMLError] | None = None
+        """Raised by the setter: NoPermission for a daemon not running as root."""
 
     @classmethod
     def from_facts(cls, facts: NvmlFacts) -> FakeNvml:
@@ -419,6 +423,17 @@ class FakeNvml:
     def nvmlDeviceGetName(self, handle: Any) -> str:
         return self._gpu(handle).name
 
+    def nvmlDeviceSetPowerManagementLimit(self, handle: Any, milliwatts: int) -> None:
+        gpu = self._gpu(handle)
+        if self.set_error is not None:
+            raise self.set_error()
+        self._value(gpu, "power_limit_range", gpu.power_limit_min_w, gpu.power_limit_max_w)
+        assert gpu.power_limit_min_w is not None and gpu.power_limit_max_w is not None
+        if not _milliwatts(gpu.power_limit_min_w) <= milliwatts <= \
+                _milliwatts(gpu.power_limit_max_w):
+            raise NVMLError_InvalidArgument()
+        self.set_limits_mw[handle.index] = milliwatts
+
     def nvmlDeviceGetUUID(self, handle: Any) -> str:
         gpu = self._gpu(handle)
         self._value(gpu, "uuid", gpu.uuid)
@@ -437,6 +452,8 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, handle: Any) -> int:
         gpu = self._gpu(handle)
+        if handle.index in self.set_limits_mw:
+            return self.set_limits_mw[handle.index]
         self._value(gpu, "power_limit_w", gpu.power_limit_w)
         return _milliwatts(gpu.power_limit_w or 0.0)
 
