@@ -64,17 +64,23 @@ class AnswerJob:
     question: Question
     events: asyncio.Queue[JobEvent] = field(default_factory=asyncio.Queue)
     cancel_requested: bool = False
+    cancel_reason: str = "the answer was cancelled before it started"
     engine_job_id: int | None = None
     done: bool = False
+    task: asyncio.Task[None] | None = None
     _service: ChatService | None = None
 
-    def cancel(self) -> None:
-        """Stop generating; whatever was generated is kept, marked cancelled."""
+    def cancel(self, reason: str | None = None) -> None:
+        """Stop generating; whatever was generated is kept, marked cancelled. A job still
+        waiting for the engine is withdrawn, and its client is told why."""
         if self.done or self.cancel_requested:
             return
         self.cancel_requested = True
+        self.cancel_reason = reason or self.cancel_reason
         if self.engine_job_id is not None and self._service is not None:
             self._service.supervisor.cancel(self.engine_job_id)
+        elif self.task is not None:
+            self.task.cancel()
 
 
 class ChatService:
@@ -103,19 +109,20 @@ class ChatService:
         self.jobs[job.id] = job
         self.last_activity = time.monotonic()
         task = asyncio.get_running_loop().create_task(self._run(job), name=f"answer-{job.id}")
+        job.task = task
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
 
-    def stop_all(self) -> None:
+    def stop_all(self, reason: str) -> None:
         """Stop every answer now (the governor's critical state); partial answers are kept."""
         for job in list(self.jobs.values()):
-            job.cancel()
+            job.cancel(reason)
 
     async def drain(self) -> None:
         """Cancel and finish every job (daemon shutdown): partial answers are stored."""
         for job in list(self.jobs.values()):
-            job.cancel()
+            job.cancel("the appliance is shutting down")
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -129,7 +136,7 @@ class ChatService:
         try:
             async with self.scheduler.slot():
                 if job.cancel_requested:
-                    return
+                    raise asyncio.CancelledError
                 request = GenerationRequest(self._messages(job.question), job.question.max_tokens,
                                             job.question.temperature, job.question.top_p,
                                             job.question.stop, job.question.seed)
@@ -139,6 +146,10 @@ class ChatService:
                         if job.cancel_requested:
                             self.supervisor.cancel(engine_job_id)
                     self._on_event(job, state, event)
+        except asyncio.CancelledError:
+            # Withdrawn while waiting for the engine (shutdown, or the governor stopped work).
+            job.events.put_nowait(Failed(EngineError(job.cancel_reason,
+                                                     "ask again when the appliance is ready")))
         except GembaError as error:
             self._fail(job, state, error)
         except sqlite3.Error as error:

@@ -104,8 +104,11 @@ class BudgetSettings(_Section):
     cpu_critical_c: float = Field(95.0, ge=20, le=125)
     """CPU temperature where generation stops, °C."""
     gpu_careful_c: float | None = Field(None, ge=20, le=125)
+    """GPU temperature where answers start to slow down, °C (unset: GPU not governed)."""
     gpu_warning_c: float | None = Field(None, ge=20, le=125)
+    """GPU temperature where new requests wait, °C."""
     gpu_critical_c: float | None = Field(None, ge=20, le=125)
+    """GPU temperature where generation stops, °C."""
     box_power_w: float | None = Field(None, gt=0, le=5000)
     """Power budget checked against a measured box input (Jetson VDD_IN), watts."""
     mem_reserve_bytes: int = Field(0, ge=0)

@@ -85,7 +85,16 @@ def _prepare(settings: Settings, paths: Paths, host: str, port: int) -> Daemon:
         kv_cache_type=model.kv_cache_type, flash_attn=model.flash_attn,
         use_mmap=model.use_mmap, use_mlock=model.use_mlock,
         stream_interval_ms=settings.generation.stream_interval_ms)
-    return Daemon(settings, paths, engine, db, sock, sampler_spec=os.environ.get(SIMULATED_ENV))
+    spec = os.environ.get(SIMULATED_ENV)
+    if spec:
+        try:
+            parse_simulated(spec)
+        except (ValueError, TypeError) as exc:
+            sock.close()
+            raise ConfigError(f"{SIMULATED_ENV}={spec!r} is not a thermal model: {exc}",
+                              "unset it (it is for tests and tuning only) or fix the parameters"
+                              ) from exc
+    return Daemon(settings, paths, engine, db, sock, sampler_spec=spec)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -120,6 +129,7 @@ class Daemon:
     def __init__(self, settings: Settings, paths: Paths, engine: EngineConfig, db: Any,
                  sock: socket.socket, sampler_spec: str | None = None) -> None:
         self.settings, self.paths, self.engine, self.sock = settings, paths, engine, sock
+        self.simulated = bool(sampler_spec)
         self.supervisor = EngineSupervisor(engine)
         self.scheduler = Scheduler(settings.daemon.max_queue)
         self.service = ChatService(db, self.supervisor, self.scheduler, engine.model_id,
@@ -146,7 +156,7 @@ class Daemon:
 
     def health(self) -> dict[str, Any]:
         status = self.supervisor.status
-        governor = self.governor.status()
+        governor = {**self.governor.status(), "simulated_sensor": self.simulated}
         state = status.state
         if state in ("ready", "answering") and governor["mode"] != "normal":
             state = "throttled"

@@ -123,6 +123,10 @@ def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: f
     if sample is None and not stale:
         return replace(previous, at_s=now_s)  # a missed tick changes nothing yet
     if sample is None or stale:
+        if previous.severity >= Severity.WARNING:
+            # Blind while hot: hold the alarm, never relax it on missing data.
+            return replace(previous, at_s=now_s, reason=f"telemetry is stale; holding: "
+                           f"{previous.reason.split('; holding: ')[-1]}")
         return _fallback(previous, budgets, now_s, "telemetry is stale")
     figures = _figures(sample, budgets)
     values = {f.name: f.value for f in figures}
@@ -176,8 +180,10 @@ def _worst(figures: list[_Figure], previous: Severity,
     for figure in figures:
         level = figure.limits.level(figure.value)
         if level < previous:
-            # Falling: only count as lower once clear of the threshold by the hysteresis band.
-            level = max(level, figure.limits.level(figure.value + hysteresis_c))
+            # Falling: only count as lower once clear of the threshold by the hysteresis band
+            # (for power, 3 % of its warning level instead of degrees).
+            band = 0.03 * figure.limits.warning if figure.name.endswith("_w") else hysteresis_c
+            level = max(level, figure.limits.level(figure.value + band))
         if hottest is None or level > worst or (level == worst and _margin(figure)
                                                 < _margin(hottest)):
             worst, hottest = max(worst, level), figure

@@ -43,7 +43,8 @@ class GovernorLoop:
         self.planned_threads, self.interval_s = planned_threads, interval_s
         self.decision: Decision = initial(time.monotonic())
         self.last_sample: Sample | None = None
-        self._last_seen_s: float | None = None
+        # Counting from the start: a sensor that never answers becomes stale, not ignored.
+        self._last_seen_s: float | None = time.monotonic()
         self._sent: tuple[float, int] = (1.0, planned_threads)
         self._ticks = 0
 
@@ -73,7 +74,11 @@ class GovernorLoop:
 
     async def _sample(self) -> Sample | None:
         try:
-            sample = await asyncio.to_thread(self.sampler)
+            sample = await asyncio.wait_for(asyncio.to_thread(self.sampler),
+                                            timeout=max(2.0, 3 * self.interval_s))
+        except TimeoutError:
+            log.warning("telemetry sample timed out (a sensor read hangs)")
+            return None
         except Exception:  # noqa: BLE001 - an unreadable sensor is "no sample", not a crash
             log.exception("telemetry sample failed")
             return None
@@ -92,7 +97,7 @@ class GovernorLoop:
         else:
             self.scheduler.hold()
         if not decision.generating_allowed:
-            self.service.stop_all()
+            self.service.stop_all(f"generation stopped by the governor: {decision.reason}")
         self._cap_gpus(decision)
 
     def start_power(self) -> None:
@@ -116,13 +121,14 @@ class GovernorLoop:
     def _note(self, reason: str) -> None:
         mode = self.decision.mode
         log.warning("governor: %s", reason)
-        add_event(self.db, mode, mode, self.decision.duty, self.decision.severity.name, reason,
+        add_event(self.db, mode, mode, self.decision.duty, self.decision.severity.name.lower(),
+                  reason,
                   {}, self.supervisor.tok_per_s())
 
     def _record_change(self, old: Decision, new: Decision) -> None:
         before = self.supervisor.tok_per_s()
         log.warning("governor: %s -> %s: %s", old.mode, new.mode, new.reason)
-        event_id = add_event(self.db, old.mode, new.mode, new.duty, new.severity.name,
+        event_id = add_event(self.db, old.mode, new.mode, new.duty, new.severity.name.lower(),
                              new.reason, new.figures, before)
         asyncio.get_running_loop().call_later(
             _AFTER_S, lambda: set_rate_after(self.db, event_id, self.supervisor.tok_per_s()))

@@ -390,10 +390,13 @@ def _check_thermal(facts: HostFacts, profile: Profile) -> list[Check]:
     temps = [t.temp_c for t in (*facts.temperatures,
                                 *(facts.tegra.thermal_zones if facts.tegra else ()))
              if is_cpu_sensor(t)]
-    if not temps:
+    if not temps and not limits.sensors_expected:
+        cpu = Check("thermal_cpu", "pass", "no temperature sensors, as expected for this box "
+                    "(the host manages its heat)", {"temp_c": None})
+    elif not temps:
         cpu = Check("thermal_cpu", "warn", "CPU temperature unknown (no sensors): the thermal "
-                    "budget could not be verified; the governor will use conservative limits",
-                    {"temp_c": None})
+                    "budget could not be verified; the governor will slow answers as a "
+                    "precaution", {"temp_c": None})
     else:
         hottest = max(temps)
         cpu = _grade("thermal_cpu", "CPU", hottest, limits.cpu_careful_c, limits.cpu_warning_c)

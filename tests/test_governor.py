@@ -204,3 +204,9 @@ def test_gpu_cap_follows_the_duty_only_when_the_gpu_is_the_problem(
 
 def test_decision_names_the_figure_it_holds_back() -> None:
     assert run([(1.0, sample(50.0, gpu=86.0))])[-1].limiting == "gpu_temp_c"
+
+
+def test_stale_telemetry_never_relaxes_an_alarm() -> None:
+    decisions = run([(1.0, sample(85)), (2.0, None), (9.0, None), (30.0, None)])
+    assert [d.mode for d in decisions] == ["paused"] * 4
+    assert "stale" in decisions[-1].reason and decisions[-1].reason.count("holding") == 1

@@ -134,3 +134,39 @@ def test_telemetry_history_stays_bounded(tmp_path: Path) -> None:
     assert hottest == 56.0  # summaries keep the worst reading, not the mean
     with sqlite3.connect(tmp_path / "telemetry.db") as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_telemetry_roll_up_in_parts_keeps_the_peak(tmp_path: Path) -> None:
+    from appliance.hardware.telemetry import Sample
+
+    store = TelemetryStore(tmp_path / "telemetry.db", raw_hours=1, minute_days=1)
+    start = 1_700_000_000.0 - 1_700_000_000.0 % 60  # a minute boundary
+    for second in range(0, 120):
+        temp = 99.0 if second == 10 else 50.0  # one spike early in the first minute
+        store.record(Sample(float(second), temp, None, None, None, (), 1 << 30, None, 0.0),
+                     "normal", 1.0, 50.0, wall_t=start + second)
+    # Two roll-ups whose cut-offs fall inside the first minute, then one after it.
+    for cut in (start + 30, start + 45, start + 90):
+        store.roll_up(now=cut + 3600)
+    first_minute = store.db.execute("select cpu_temp_c from samples_1m where t = ?",
+                                    [start]).fetchone()
+    store.close()
+    assert first_minute == (99.0,)
+
+
+def test_critical_box_answers_waiting_requests_and_stops_cleanly(gemba_home: GembaHome) -> None:
+    # A cabinet already above the critical limit: the governor refuses work from the first tick.
+    gemba_home.extra_env["GEMBA_SIMULATED_THERMAL"] = (
+        "ambient_c=80,r_c_per_w=1,c_j_per_c=10,idle_w=1,load_w=1,full_tok_per_s=80")
+    gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\n[budgets]\n{LIMITS}")
+    gemba_home.start_daemon()
+    deadline = time.monotonic() + 30
+    while (gemba_home.health() or {}).get("governor", {}).get("mode") != "refused":
+        assert time.monotonic() < deadline, "the governor never refused"
+        time.sleep(0.2)
+    response = httpx.post(f"{gemba_home.url}/v1/chat/completions", timeout=60,
+                          json={"messages": [{"role": "user", "content": "Say OK."}]})
+    assert response.status_code == 503
+    assert "stopped by the governor" in response.json()["error"]["message"]
+    stopped = gemba_home.gemba("stop", timeout=60)
+    assert stopped.returncode == 0 and "Stopped" in stopped.stderr

@@ -176,11 +176,18 @@ def test_throttling_gpu_is_a_warning(smollm: ModelFacts) -> None:
     assert check.status == "warn" and "throttling" in check.message
 
 
-def test_box_without_sensors_says_the_thermal_budget_is_unverified(smollm: ModelFacts) -> None:
+def test_vm_without_sensors_is_expected_to_have_none(smollm: ModelFacts) -> None:
     check = next(c for c in plan_for("vm-no-sensors", smollm).checks
                  if c.name == "thermal_cpu")
+    assert check.status == "pass" and "as expected" in check.message
+
+
+def test_box_that_should_have_sensors_but_shows_none_is_unverified(smollm: ModelFacts) -> None:
+    facts = replace(load_recorded("i7-ipc-32gb"), temperatures=())
+    profile = best_match(PROFILES, load_recorded("i7-ipc-32gb")).profile
+    check = next(c for c in make_plan(facts, profile, smollm).checks if c.name == "thermal_cpu")
     assert check.status == "warn"
-    assert "unknown" in check.message and "conservative" in check.message
+    assert "unknown" in check.message and "precaution" in check.message
 
 
 def test_jetson_offloads_everything_and_counts_it_against_ram(smollm: ModelFacts) -> None:

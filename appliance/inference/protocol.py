@@ -87,6 +87,8 @@ class Prompt:
 @dataclass(frozen=True)
 class Piece:
     text: str
+    tokens: int = 1
+    """How many tokens this piece carries (more than one when pieces are coalesced)."""
 
 
 @dataclass(frozen=True)

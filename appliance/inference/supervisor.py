@@ -162,9 +162,9 @@ class EngineSupervisor:
         """Decode rate over the last few seconds (None when nothing was generated)."""
         now = time.monotonic()
         recent = [t for t in self._piece_times if now - t <= window_s]
-        if len(recent) < 2:
+        if len(recent) < 2 or recent[-1] - recent[0] <= 0:
             return None
-        return (len(recent) - 1) / max(recent[-1] - recent[0], 1e-6)
+        return (len(recent) - 1) / (recent[-1] - recent[0])
 
     def _send(self, message: object) -> None:
         if self._conn is not None:
@@ -190,7 +190,8 @@ class EngineSupervisor:
         elif isinstance(message, tuple) and self._events is not None \
                 and message[0] == self._job_id:
             if isinstance(message[1], Piece):
-                self._piece_times.append(time.monotonic())
+                now = time.monotonic()
+                self._piece_times.extend([now] * message[1].tokens)
             self._events.put_nowait(message[1])
 
     def _on_worker_exit(self) -> None:

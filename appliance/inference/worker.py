@@ -118,7 +118,7 @@ class _Job:
 
     def flush(self) -> None:
         if self.pending:
-            self.send(Piece("".join(self.pending)))
+            self.send(Piece("".join(self.pending), len(self.pending)))
             self.pending.clear()
             self.last_sent = time.perf_counter()
 

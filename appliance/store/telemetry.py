@@ -58,6 +58,7 @@ class TelemetryStore:
         worst = {"cpu_temp_c": "max", "gpu_temp_c": "max", "gpu_power_w": "max",
                  "box_power_w": "max", "mem_available_bytes": "min", "process_rss_bytes": "max"}
         parts = ", ".join(f"{worst.get(name, 'avg')}({name})" for name in _FIGURES)
+        before = before // bucket_s * bucket_s  # whole buckets only: never summarise half
         self.db.execute(
             f"insert or replace into {target} (t, {', '.join(_FIGURES)}, mode) "
             f"select cast(t / {bucket_s} as integer) * {bucket_s}, {parts}, {_WORST_MODE} "
