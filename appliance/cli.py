@@ -216,8 +216,9 @@ class _progress:
 @cli.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--search", default=None, help="Only conversations containing this text.")
 @click.pass_context
-def history(click_ctx: click.Context, as_json: bool, limit: int) -> None:
+def history(click_ctx: click.Context, as_json: bool, limit: int, search: str | None) -> None:
     """List past conversations, newest first."""
     if click_ctx.invoked_subcommand is not None:
         return
@@ -225,7 +226,7 @@ def history(click_ctx: click.Context, as_json: bool, limit: int) -> None:
     from appliance.store.conversations import list_conversations
 
     ctx = click_ctx.ensure_object(_Context)
-    rows = list_conversations(open_store(ctx.paths.db_file), limit)
+    rows = list_conversations(open_store(ctx.paths.db_file), limit, search)
     if as_json:
         _print_json(rows)
         return

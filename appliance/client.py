@@ -91,6 +91,23 @@ class ApplianceClient:
             raise DaemonUnavailable(f"lost the connection to the appliance at {self.base_url}: "
                                     f"{exc}", "check that `gemba serve` is running") from exc
 
+    def conversations(self, limit: int = 50, query: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"q": query} if query else {})}
+        return self._get("/v1/appliance/conversations", params)["data"]
+
+    def conversation(self, conversation_id: int) -> dict[str, Any]:
+        return self._get(f"/v1/appliance/conversations/{conversation_id}", {})
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        try:
+            response = self._http.get(path, params=params, timeout=10.0)
+        except httpx.TransportError as exc:
+            raise DaemonUnavailable(f"lost the connection to the appliance at {self.base_url}: "
+                                    f"{exc}", "check that `gemba serve` is running") from exc
+        if response.status_code != 200:
+            raise error_from_body(response.status_code, _json(response.text))
+        return response.json()
+
     def status(self) -> dict[str, Any]:
         response = self._http.get("/v1/appliance/status", timeout=5.0)
         if response.status_code != 200:

@@ -180,3 +180,27 @@ def test_requests_wait_their_turn_and_all_get_answers(daemon: GembaHome) -> None
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         assert list(pool.map(ask, range(4))) == [200, 200, 200, 200]
+
+
+def test_history_is_listed_and_searchable_through_the_api(daemon: GembaHome) -> None:
+    question = "コンベア3の警報 E-104 at 100% load: what first?"
+    answer = _chat(daemon, max_tokens=8, temperature=0,
+                   messages=[{"role": "user", "content": question}]).json()
+    conversation_id = answer["gemba"]["conversation_id"]
+    listed = httpx.get(f"{daemon.url}/v1/appliance/conversations").json()["data"]
+    assert listed[0]["id"] == conversation_id  # newest first
+    for text in ("警報 E-104", "100%", "e-104"):
+        found = httpx.get(f"{daemon.url}/v1/appliance/conversations",
+                          params={"q": text}).json()["data"]
+        assert [row["id"] for row in found][:1] == [conversation_id], text
+    nothing = httpx.get(f"{daemon.url}/v1/appliance/conversations",
+                        params={"q": "1000%"}).json()["data"]  # % is literal, not a wildcard
+    assert conversation_id not in [row["id"] for row in nothing]
+    shown = httpx.get(f"{daemon.url}/v1/appliance/conversations/{conversation_id}").json()
+    assert shown["messages"][0]["content"] == question
+
+
+def test_unknown_conversation_is_404_with_the_error_shape(daemon: GembaHome) -> None:
+    response = httpx.get(f"{daemon.url}/v1/appliance/conversations/999999")
+    assert response.status_code == 404
+    assert response.json()["error"]["type"] == "not_found"

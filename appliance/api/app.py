@@ -19,6 +19,7 @@ from appliance.chat import Accepted, Answered, AnswerJob, ChatService, Failed, Q
 from appliance.config import Settings
 from appliance.errors import Busy, GembaError, RequestError
 from appliance.inference.protocol import Piece
+from appliance.store.conversations import get_conversation, list_conversations
 
 _STOP_LIMIT = 8
 _STOP_CHARS = 64
@@ -75,6 +76,17 @@ def create_app(service: ChatService, settings: Settings,
     @app.get("/v1/appliance/status")
     async def status() -> dict[str, Any]:
         return {"health": health(), **(report() if report else {})}
+
+    @app.get("/v1/appliance/conversations")
+    async def conversations_list(limit: int = 50, q: str | None = None) -> dict[str, Any]:
+        if not 1 <= limit <= 1000:
+            raise RequestError("field 'limit' must be between 1 and 1000",
+                               "ask for fewer conversations")
+        return {"data": list_conversations(service.db, limit, q or None)}
+
+    @app.get("/v1/appliance/conversations/{conversation_id}")
+    async def conversation_show(conversation_id: int) -> dict[str, Any]:
+        return get_conversation(service.db, conversation_id)
 
     @app.post("/v1/appliance/answers/{job_id}/cancel")
     async def cancel(job_id: int) -> dict[str, Any]:

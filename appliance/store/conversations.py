@@ -62,17 +62,27 @@ def _add(db: sqlite_utils.Database, conversation_id: int, row: dict[str, Any]) -
     return message_id
 
 
-def list_conversations(db: sqlite_utils.Database, limit: int = 50) -> list[dict[str, Any]]:
-    """Newest first, each with its first question's title and its last answer's outcome."""
+def list_conversations(db: sqlite_utils.Database, limit: int = 50,
+                       query: str | None = None) -> list[dict[str, Any]]:
+    """Newest first, each with its first question's title and its last answer's outcome.
+
+    `query` matches any question or answer containing it, literally (no wildcards), so an
+    operator can type "E-104", "100%" or "搬送" and find exactly that."""
+    where, params = "", []
+    if query:
+        pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        where = ("where exists (select 1 from messages m where m.conversation_id = c.id "
+                 "and m.content like ? escape '\\')")
+        params.append(pattern)
     return list(db.query(
-        """
+        f"""
         select c.id, c.title, c.operator, c.model_id, c.created_at, c.updated_at,
                (select count(*) from messages m where m.conversation_id = c.id) as message_count,
                (select finish_reason from messages m where m.conversation_id = c.id
                   and m.role = 'assistant' order by m.id desc limit 1) as last_finish_reason
-        from conversations c order by c.updated_at desc, c.id desc limit ?
+        from conversations c {where} order by c.updated_at desc, c.id desc limit ?
         """,
-        [limit],
+        [*params, limit],
     ))
 
 
