@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widgets import Footer, Input, Static
@@ -12,6 +13,7 @@ from textual.worker import get_current_worker
 
 from appliance.client import ApplianceClient, Done, Started, Text
 from appliance.config import Paths, Settings
+from appliance.console.i18n import Strings
 from appliance.console.text import clean
 from appliance.errors import GembaError
 
@@ -38,6 +40,21 @@ class AnswerFailed(Message):
         self.message = message
 
 
+class HealthChanged(Message):
+    """The daemon's state as the status line shows it; a newer one replaces an unread one."""
+
+    def __init__(self, state: str, severity: str) -> None:
+        super().__init__()
+        self.state = state
+        self.severity = severity
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, HealthChanged)
+
+
+_KNOWN_STATES = {"loading", "ready", "answering", "throttled", "restarting", "offline", "failed"}
+
+
 class ConsoleApp(App[None]):
     """Takes a connected client; never starts daemons or opens the database itself."""
 
@@ -45,13 +62,13 @@ class ConsoleApp(App[None]):
     TITLE = "Gemba"
     # The transcript can take focus too; the operator's first keystroke must land in the question.
     AUTO_FOCUS = "#question"
-    BINDINGS = [
-        Binding("escape", "cancel", "Cancel answer"),
-        Binding("ctrl+q", "quit", "Quit"),
-    ]
+    # Operators get the keys in the footer, not a developer's command palette.
+    ENABLE_COMMAND_PALETTE = False
+    HEALTH_INTERVAL_S = 1.0
 
     def __init__(self, client: ApplianceClient, model_id: str, operator: str | None = None,
-                 temperature: float | None = None, max_tokens: int | None = None) -> None:
+                 temperature: float | None = None, max_tokens: int | None = None,
+                 lang: str = "en") -> None:
         """`temperature`/`max_tokens` None leave them to the daemon's settings."""
         super().__init__()
         self.client = client
@@ -59,21 +76,59 @@ class ConsoleApp(App[None]):
         self.operator = operator
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.t = Strings(lang)
         self.answering = False
         self._answer: Static | None = None
         self._answer_text = ""
+        self._local_state: str | None = None
+        self._engine_state, self._severity = "ready", "ok"
+        self.bind("escape", "cancel", description=self.t("key.cancel"))
+        self.bind("ctrl+q", "quit", description=self.t("key.quit"))
 
     def compose(self) -> ComposeResult:
-        yield Static(self._status("ready"), id="status", markup=False)
+        yield Static(self._status(), id="status", markup=False)
         yield VerticalScroll(id="transcript")
-        yield Input(placeholder="Type a question and press Enter", id="question")
+        yield Input(placeholder=self.t("placeholder"), id="question")
         yield Footer()
 
-    def _status(self, state: str) -> str:
-        return f"Gemba | model {self.model_id} | {state}"
+    def on_mount(self) -> None:
+        self.watch_health()
 
-    def _set_state(self, state: str) -> None:
-        self.query_one("#status", Static).update(self._status(state))
+    def _status(self) -> str:
+        state = self._local_state or self._engine_state
+        text = self.t("status", model=self.model_id, state=self.t(f"state.{state}"))
+        if self._severity != "ok":
+            text += " | " + self.t("severity", severity=self.t(f"severity.{self._severity}"))
+        return text
+
+    def _set_state(self, state: str | None) -> None:
+        """A state of the console itself (answering, cancelling, error); None: the engine's."""
+        self._local_state = None if state == "ready" else state
+        self.query_one("#status", Static).update(self._status())
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="health")
+    def watch_health(self) -> None:
+        worker = get_current_worker()
+        while not worker.is_cancelled:
+            health = self.client.health()
+            if health is None:
+                state, severity = "offline", "ok"
+            else:
+                state = health.get("state", "ready")
+                # Our own answering shows from the console's state; the daemon's "answering" is
+                # a second old by the time it is drawn (or another console's: it is queued).
+                state = state if state in _KNOWN_STATES and state != "answering" else "ready"
+                severity = (health.get("governor") or {}).get("severity", "ok")
+            self.post_message(HealthChanged(state, severity))
+            time.sleep(self.HEALTH_INTERVAL_S)
+
+    @on(HealthChanged)
+    def health_changed(self, message: HealthChanged) -> None:
+        changed = message.state != self._engine_state
+        self._engine_state, self._severity = message.state, message.severity
+        if changed and self._local_state == "error":
+            self._local_state = None  # the engine moved on: the old error no longer applies
+        self.query_one("#status", Static).update(self._status())
 
     @on(Input.Submitted, "#question")
     def ask(self, event: Input.Submitted) -> None:
@@ -89,7 +144,7 @@ class ConsoleApp(App[None]):
         self._answer = Static("…", classes="answer", markup=False)
         transcript.mount(self._answer)
         transcript.scroll_end(animate=False)
-        self._set_state("answering…")
+        self._set_state("answering")
         self.stream_answer(question)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="answer")
@@ -114,8 +169,8 @@ class ConsoleApp(App[None]):
         except GembaError as error:
             self.post_message(AnswerFailed(question, error.message))
         except Exception as error:  # noqa: BLE001 - the console must never stay locked
-            self.post_message(AnswerFailed(question, f"unexpected reply from the appliance "
-                                                     f"({type(error).__name__})"))
+            self.post_message(AnswerFailed(question, self.t(
+                "error.unexpected", kind=type(error).__name__)))
         finally:
             stream.close()  # closing the stream tells the daemon to stop generating
 
@@ -137,8 +192,7 @@ class ConsoleApp(App[None]):
 
     @on(AnswerEnded)
     def answer_ended(self, message: AnswerEnded) -> None:
-        notes = {"cancelled": " [cancelled: partial answer kept]",
-                 "length": " [incomplete: token limit reached]"}
+        notes = {"cancelled": self.t("note.cancelled"), "length": self.t("note.length")}
         if self._answer is not None and message.finish_reason in notes:
             self._show_answer(self._answer_text + notes[message.finish_reason])
         self._finish("ready")
@@ -146,7 +200,7 @@ class ConsoleApp(App[None]):
     @on(AnswerFailed)
     def answer_failed(self, message: AnswerFailed) -> None:
         if self._answer is not None:
-            self._answer.update(f"Could not answer: {message.message}")
+            self._answer.update(self.t("error.answer", message=message.message))
             self._answer.add_class("error")
         self._finish("error")
         self.query_one("#question", Input).value = message.question
@@ -162,7 +216,7 @@ class ConsoleApp(App[None]):
     def action_cancel(self) -> None:
         if self.answering:
             self.workers.cancel_group(self, "answer")
-            self._set_state("cancelling…")
+            self._set_state("cancelling")
 
 
 def run_console(settings: Settings, paths: Paths, url: str | None, lang: str) -> None:
@@ -175,6 +229,6 @@ def run_console(settings: Settings, paths: Paths, url: str | None, lang: str) ->
     client = ApplianceClient(base_url, settings.daemon.api_key)
     health = client.health() or {}
     try:
-        ConsoleApp(client, health.get("model_id", settings.model.id)).run()
+        ConsoleApp(client, health.get("model_id", settings.model.id), lang=lang).run()
     finally:
         client.close()
