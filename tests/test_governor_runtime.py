@@ -55,19 +55,22 @@ def test_worker_pace_and_threads_change_the_real_decode_rate() -> None:
     try:
         assert isinstance(parent.recv(), Ready)
         _rate(parent, 1)  # warm-up
-        full = _rate(parent, 2)
-        parent.send(Throttle(0.4, 2))
+        # Full speed is measured on both sides of each throttled run, so a machine that gets
+        # busier or quieter meanwhile cannot fake or hide the effect.
+        full_before = _rate(parent, 2)
+        parent.send(Throttle(0.25, 2))
         paced = _rate(parent, 3)
-        parent.send(Throttle(1.0, 1))
-        one_thread = _rate(parent, 4)
         parent.send(Throttle(1.0, 2))
-        restored = _rate(parent, 5)
+        full_between = _rate(parent, 4)
+        parent.send(Throttle(1.0, 1))
+        one_thread = _rate(parent, 5)
+        parent.send(Throttle(1.0, 2))
+        full_after = _rate(parent, 6)
     finally:
         parent.send(Shutdown())
         worker.join(timeout=10)
-    assert paced < 0.6 * full  # 40 % duty: pauses between tokens
-    assert one_thread < 0.85 * full  # one thread instead of two on a live context
-    assert restored > 0.8 * full
+    assert paced < 0.6 * max(full_before, full_between)  # 25 % duty: pauses between tokens
+    assert one_thread < 0.85 * max(full_between, full_after)  # one thread on a live context
 
 
 def _keep_answering(home: GembaHome, stop: threading.Event) -> None:
