@@ -45,8 +45,8 @@ def test_console_in_each_language_says_it_is_offline(lang: str, offline: str, pl
 
     async def scenario() -> str:
         async with app.run_test(size=(80, 24)) as pilot:
-            for _ in range(100):
-                if offline in _screen(app):
+            for _ in range(300):
+                if offline in _screen(app) and cancel_key in _screen(app):
                     break
                 await pilot.pause(0.05)
             return _screen(app)

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import time
+from typing import TypeVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingsMap
 from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
 from appliance.client import ApplianceClient, Done, Started, Text
 from appliance.config import Paths, Settings
 from appliance.console.i18n import Strings
+from appliance.console.screens import HelpScreen, HistoryScreen
 from appliance.console.text import clean
 from appliance.errors import GembaError
 
@@ -52,6 +56,7 @@ class HealthChanged(Message):
         return isinstance(message, HealthChanged)
 
 
+W = TypeVar("W", bound=Widget)
 _KNOWN_STATES = {"loading", "ready", "answering", "throttled", "restarting", "offline", "failed"}
 
 
@@ -82,8 +87,14 @@ class ConsoleApp(App[None]):
         self._answer_text = ""
         self._local_state: str | None = None
         self._engine_state, self._severity = "ready", "ok"
-        self.bind("escape", "cancel", description=self.t("key.cancel"))
-        self.bind("ctrl+q", "quit", description=self.t("key.quit"))
+        # Exactly these keys, in the operator's language (Textual's defaults would hide ours).
+        self._bindings = BindingsMap([
+            Binding("f1", "show_help", self.t("key.help")),
+            Binding("f2", "show_ask", self.t("key.ask")),
+            Binding("f3", "show_history", self.t("key.history")),
+            Binding("escape", "cancel", self.t("key.cancel")),
+            Binding("ctrl+q", "quit", self.t("key.quit"), priority=True),
+        ])
 
     def compose(self) -> ComposeResult:
         yield Static(self._status(), id="status", markup=False)
@@ -104,7 +115,7 @@ class ConsoleApp(App[None]):
     def _set_state(self, state: str | None) -> None:
         """A state of the console itself (answering, cancelling, error); None: the engine's."""
         self._local_state = None if state == "ready" else state
-        self.query_one("#status", Static).update(self._status())
+        self._ask("#status", Static).update(self._status())
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="health")
     def watch_health(self) -> None:
@@ -128,7 +139,7 @@ class ConsoleApp(App[None]):
         self._engine_state, self._severity = message.state, message.severity
         if changed and self._local_state == "error":
             self._local_state = None  # the engine moved on: the old error no longer applies
-        self.query_one("#status", Static).update(self._status())
+        self._ask("#status", Static).update(self._status())
 
     @on(Input.Submitted, "#question")
     def ask(self, event: Input.Submitted) -> None:
@@ -138,7 +149,7 @@ class ConsoleApp(App[None]):
         event.input.value = ""
         event.input.disabled = True
         self.answering = True
-        transcript = self.query_one("#transcript", VerticalScroll)
+        transcript = self._ask("#transcript", VerticalScroll)
         transcript.mount(Static(f"Q: {clean(question)}", classes="question", markup=False))
         self._answer_text = ""
         self._answer = Static("…", classes="answer", markup=False)
@@ -184,7 +195,7 @@ class ConsoleApp(App[None]):
     def _show_answer(self, text: str) -> None:
         """Update the answer; follow it only if the operator has not scrolled up to read."""
         assert self._answer is not None
-        transcript = self.query_one("#transcript", VerticalScroll)
+        transcript = self._ask("#transcript", VerticalScroll)
         pinned = transcript.scroll_y >= transcript.max_scroll_y - 2
         self._answer.update(text)
         if pinned:
@@ -203,15 +214,36 @@ class ConsoleApp(App[None]):
             self._answer.update(self.t("error.answer", message=message.message))
             self._answer.add_class("error")
         self._finish("error")
-        self.query_one("#question", Input).value = message.question
+        self._ask("#question", Input).value = message.question
 
     def _finish(self, state: str) -> None:
         self.answering = False
         self._answer = None
-        question = self.query_one("#question", Input)
+        question = self._ask("#question", Input)
         question.disabled = False
         question.focus()
         self._set_state(state)
+
+    def _ask(self, selector: str, kind: type[W]) -> W:
+        """A widget of the Ask screen, even while Help or History is in front of it."""
+        return self.screen_stack[0].query_one(selector, kind)
+
+    def action_show_help(self) -> None:
+        self._show(HelpScreen(self.t))
+
+    def action_show_history(self) -> None:
+        self._show(HistoryScreen(self.client, self.t))
+
+    def action_show_ask(self) -> None:
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self._ask("#question", Input).focus()
+
+    def _show(self, screen: HelpScreen | HistoryScreen) -> None:
+        """One task screen at a time on top of Ask; the answer in progress keeps streaming."""
+        while len(self.screen_stack) > 1:
+            self.pop_screen()
+        self.push_screen(screen)
 
     def action_cancel(self) -> None:
         if self.answering:

@@ -1,0 +1,122 @@
+"""The console's other screens, one task each: Help (F1) and History (F3). Ask is the main one.
+
+They are clients too: history comes from the daemon's API, never from SQLite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from appliance.client import ApplianceClient
+from appliance.console.i18n import Strings
+from appliance.console.text import clean
+from appliance.errors import GembaError
+
+
+class HelpScreen(Screen[None]):
+    def __init__(self, strings: Strings) -> None:
+        super().__init__()
+        self.t = strings
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.t("help.title"), classes="screen-title", markup=False)
+        yield Static(self.t("help.text"), id="help-text", markup=False)
+        yield Footer()
+
+
+class Listed(Message):
+    def __init__(self, rows: list[dict[str, Any]] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.rows, self.error = rows, error
+
+
+class Opened(Message):
+    def __init__(self, conversation: dict[str, Any] | None, error: str | None = None) -> None:
+        super().__init__()
+        self.conversation, self.error = conversation, error
+
+
+class HistoryScreen(Screen[None]):
+    """Past questions, newest first; type to search, Enter on one to read it again."""
+
+    AUTO_FOCUS = "#history-search"  # the operator can type a search at once
+
+    def __init__(self, client: ApplianceClient, strings: Strings) -> None:
+        super().__init__()
+        self.client, self.t = client, strings
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.t("history.title"), classes="screen-title", markup=False)
+        yield Input(placeholder=self.t("history.search"), id="history-search")
+        yield OptionList(id="history-list")
+        with VerticalScroll(id="history-detail"):
+            yield Static("", id="history-text", markup=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load("")
+
+    @on(Input.Submitted, "#history-search")
+    def search(self, event: Input.Submitted) -> None:
+        self.load(event.value.strip())
+        self.query_one("#history-list", OptionList).focus()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history")
+    def load(self, query: str) -> None:
+        try:
+            self.post_message(Listed(self.client.conversations(50, query or None)))
+        except GembaError as error:
+            self.post_message(Listed(None, error.message))
+
+    @on(Listed)
+    def show_list(self, message: Listed) -> None:
+        options = self.query_one("#history-list", OptionList)
+        options.clear_options()
+        if message.rows is None:
+            self._detail(self.t("history.failed", message=message.error or ""))
+            return
+        if not message.rows:
+            self._detail(self.t("history.empty"))
+            return
+        options.add_options([Option(_row_text(row), id=str(row["id"])) for row in message.rows])
+        options.highlighted = 0
+
+    @on(OptionList.OptionSelected, "#history-list")
+    def open_selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            self.open(int(event.option.id))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="history-open")
+    def open(self, conversation_id: int) -> None:
+        try:
+            self.post_message(Opened(self.client.conversation(conversation_id)))
+        except GembaError as error:
+            self.post_message(Opened(None, error.message))
+
+    @on(Opened)
+    def show_conversation(self, message: Opened) -> None:
+        if message.conversation is None:
+            self._detail(self.t("history.failed", message=message.error or ""))
+            return
+        lines = []
+        for item in message.conversation["messages"]:
+            label = "Q" if item["role"] == "user" else "A"
+            lines.append(f"{label}: {clean(item['content'])}")
+        self._detail("\n\n".join(lines))
+
+    def _detail(self, text: str) -> None:
+        self.query_one("#history-text", Static).update(text)
+
+
+def _row_text(row: dict[str, Any]) -> str:
+    when = row["updated_at"][5:16].replace("T", " ")
+    mark = {"cancelled": " ✕", "length": " …", "error": " !"}.get(row["last_finish_reason"], "")
+    return f"{when}  {clean(row['title'])}{mark}"

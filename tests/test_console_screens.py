@@ -1,0 +1,102 @@
+"""Function-key screens: F1 help, F2 ask, F3 history (search, reopen), in the operator's language."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from appliance.client import ApplianceClient
+from appliance.console.app import ConsoleApp
+from appliance.console.screens import HelpScreen, HistoryScreen
+from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
+
+pytestmark = pytest.mark.model
+
+
+def _screen_text(app: ConsoleApp) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def _until(pilot, condition, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the screen never showed what was expected")
+
+
+def _ask_via_api(daemon: GembaHome, question: str) -> str:
+    body = {"messages": [{"role": "user", "content": question}], "max_tokens": 12,
+            "temperature": 0}
+    reply = httpx.post(f"{daemon.url}/v1/chat/completions", json=body, timeout=120).json()
+    return reply["choices"][0]["message"]["content"]
+
+
+def test_history_finds_and_reopens_a_past_answer(daemon: GembaHome) -> None:
+    tag = f"Line {uuid.uuid4().hex[:6]}"
+    answer = _ask_via_api(daemon, f"{tag}: what does alarm E-217 mean?")
+    _ask_via_api(daemon, "Another question about the press.")
+    client = ApplianceClient(daemon.url)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1")
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f3")
+            assert isinstance(app.screen, HistoryScreen)
+            await _until(pilot, lambda: "Another question" in _screen_text(app))
+            await pilot.press(*tag, "enter")  # search narrows the list to that line's question
+            await _until(pilot, lambda: "Another question" not in _screen_text(app))
+            assert tag in _screen_text(app)
+            await pilot.press("enter")  # open the highlighted conversation
+            await _until(pilot, lambda: "A: " in _screen_text(app))
+            assert answer.strip()[:15] in _screen_text(app).replace("\n", " ")
+            await pilot.press("f2")
+            assert not isinstance(app.screen, HistoryScreen)
+            assert app.focused is app.query_one("#question")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client.close()
+
+
+def test_help_in_japanese_lists_the_keys(daemon: GembaHome) -> None:
+    client = ApplianceClient(daemon.url)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", lang="ja")
+
+    async def scenario() -> str:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f1")
+            assert isinstance(app.screen, HelpScreen)
+            await pilot.pause(0.1)
+            return _screen_text(app)
+
+    try:
+        text = asyncio.run(scenario())
+    finally:
+        client.close()
+    assert "ヘルプ" in text and "過去の質問と回答" in text and "履歴" in text
+
+
+def test_an_answer_that_ends_behind_the_history_screen_is_kept(daemon: GembaHome) -> None:
+    client = ApplianceClient(daemon.url)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", temperature=0.0, max_tokens=200)
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press(*LONG_ANSWER_PROMPT, "enter")
+            await pilot.press("f3")  # look something up while the answer streams (~2 s)
+            assert isinstance(app.screen, HistoryScreen)
+            await _until(pilot, lambda: not app.answering)
+            assert isinstance(app.screen, HistoryScreen)  # the ending did not pull it away
+            await pilot.press("f2")
+            assert app._answer_text.strip()
+            assert not app.query_one("#question").disabled
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client.close()
