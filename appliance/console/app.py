@@ -85,6 +85,8 @@ class ConsoleApp(App[None]):
         self.answering = False
         self._answer: Static | None = None
         self._answer_text = ""
+        self._follow = True
+        """Keep the newest text in view; off once the operator scrolls up to read."""
         self._local_state: str | None = None
         self._engine_state, self._severity = "ready", "ok"
         # Exactly these keys, in the operator's language (Textual's defaults would hide ours).
@@ -152,6 +154,7 @@ class ConsoleApp(App[None]):
         transcript = self._ask("#transcript", VerticalScroll)
         transcript.mount(Static(f"Q: {clean(question)}", classes="question", markup=False))
         self._answer_text = ""
+        self._follow = True
         self._answer = Static("…", classes="answer", markup=False)
         transcript.mount(self._answer)
         transcript.scroll_end(animate=False)
@@ -196,9 +199,11 @@ class ConsoleApp(App[None]):
         """Update the answer; follow it only if the operator has not scrolled up to read."""
         assert self._answer is not None
         transcript = self._ask("#transcript", VerticalScroll)
-        pinned = transcript.scroll_y >= transcript.max_scroll_y - 2
+        # Decided by what the operator did, not by the scroll position: while tokens stream,
+        # the position lags the layout and would drop the answer out of view.
+        # (Focus says nothing: a disabled question box hands focus to the transcript.)
         self._answer.update(text)
-        if pinned:
+        if self._follow:
             self.call_after_refresh(transcript.scroll_end, animate=False)
 
     @on(AnswerEnded)
@@ -223,6 +228,9 @@ class ConsoleApp(App[None]):
         question.disabled = False
         question.focus()
         self._set_state(state)
+
+    def on_mouse_scroll_up(self) -> None:
+        self._follow = False  # the operator scrolled back to read: stop pulling the view down
 
     def _ask(self, selector: str, kind: type[W]) -> W:
         """A widget of the Ask screen, even while Help or History is in front of it."""
