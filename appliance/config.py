@@ -94,6 +94,19 @@ class GenerationSettings(_Section):
     """Instruction placed before every conversation."""
 
 
+def check_thresholds(owner: Any, part: str, required: bool) -> None:
+    """`{part}_careful_c < {part}_warning_c < {part}_critical_c`, all three or (if not
+    `required`) none: shared by the [budgets] config and the firmware profiles."""
+    values = [getattr(owner, f"{part}_{level}_c") for level in ("careful", "warning", "critical")]
+    if all(v is None for v in values) and not required:
+        return
+    if any(v is None for v in values):
+        raise ValueError(f"give all three {part} thresholds or none")
+    if not values[0] < values[1] < values[2]:
+        raise ValueError(f"{part}_careful_c < {part}_warning_c < {part}_critical_c must hold "
+                         f"(got {values[0]}, {values[1]}, {values[2]})")
+
+
 class BudgetSettings(_Section):
     """Limits the governor enforces; `gemba install apply` copies them from the profile."""
 
@@ -125,16 +138,8 @@ class BudgetSettings(_Section):
 
     @model_validator(mode="after")
     def _ordered(self) -> BudgetSettings:
-        for part in ("cpu", "gpu"):
-            values = [getattr(self, f"{part}_{level}_c") for level in
-                      ("careful", "warning", "critical")]
-            if None in values:
-                if part == "gpu" and any(v is not None for v in values):
-                    raise ValueError("give all three gpu thresholds or none")
-                continue
-            if not values[0] < values[1] < values[2]:
-                raise ValueError(f"{part}_careful_c < {part}_warning_c < {part}_critical_c "
-                                 "must hold")
+        check_thresholds(self, "cpu", required=True)
+        check_thresholds(self, "gpu", required=False)
         return self
 
 

@@ -110,7 +110,7 @@ def _drive(conn, pid: int | None, config: EngineConfig, duration_s: float,  # ty
     ttfts: list[float] = []
     tokens = answers = job_id = 0
     next_sample = started
-    running = False
+    running = cancel_sent = False
     while True:
         now = time.monotonic()
         if now >= next_sample:
@@ -126,9 +126,10 @@ def _drive(conn, pid: int | None, config: EngineConfig, duration_s: float,  # ty
             conn.send(Generate(job_id, GenerationRequest(
                 ({"role": "user", "content": _PROMPTS[job_id % len(_PROMPTS)]},),
                 max_tokens=128, temperature=0.7, seed=job_id)))
-            running = True
-        elif now >= deadline:
-            conn.send(Cancel(job_id))
+            running, cancel_sent = True, False
+        elif now >= deadline and not cancel_sent:
+            conn.send(Cancel(job_id))  # once: the answer ends within a token
+            cancel_sent = True
         if not conn.poll(min(0.2, max(0.0, next_sample - time.monotonic()))):
             continue
         try:

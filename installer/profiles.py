@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from appliance.config import check_thresholds
 from appliance.errors import ConfigError
 from appliance.hardware.facts import HostFacts
 
@@ -102,16 +103,8 @@ class Thermal(_Strict):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
-        for part in ("cpu", "gpu"):
-            values = [getattr(self, f"{part}_{level}_c") for level in
-                      ("careful", "warning", "critical")]
-            if part == "gpu" and all(v is None for v in values):
-                continue
-            if any(v is None for v in values):
-                raise ValueError(f"give all three {part} thresholds or none")
-            if not values[0] < values[1] < values[2]:
-                raise ValueError(f"{part}_careful_c < {part}_warning_c < {part}_critical_c "
-                                 f"must hold (got {values[0]}, {values[1]}, {values[2]})")
+        check_thresholds(self, "cpu", required=True)
+        check_thresholds(self, "gpu", required=False)
         return self
 
 

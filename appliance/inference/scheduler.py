@@ -40,10 +40,6 @@ class Scheduler:
     def holding(self) -> bool:
         return not self._open.is_set()
 
-    @property
-    def busy(self) -> bool:
-        return self._slot.locked()
-
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if (self._slot.locked() or self.holding) and self.waiting >= self.max_queue:

@@ -65,10 +65,6 @@ class TelemetryStore:
             f"from {source} where t < ? group by cast(t / {bucket_s} as integer)", [before])
         self.db.execute(f"delete from {source} where t < ?", [before])
 
-    def latest(self) -> dict[str, Any] | None:
-        rows = list(self.db["samples"].rows_where(order_by="t desc", limit=1))
-        return rows[0] if rows else None
-
     def count(self, table: str = "samples") -> int:
         return self.db[table].count
 
