@@ -102,6 +102,10 @@ class ChatService:
     def active(self) -> bool:
         return bool(self.jobs)
 
+    def touch(self) -> None:
+        """Someone is using the appliance (an open console): put off the idle timeout."""
+        self.last_activity = time.monotonic()
+
     def submit(self, question: Question) -> AnswerJob:
         if question.conversation_id is not None:
             conversations.get_conversation(self.db, question.conversation_id)  # NotFound early

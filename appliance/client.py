@@ -61,8 +61,11 @@ def error_from_body(status: int, body: Any) -> GembaError:
 
 class ApplianceClient:
     def __init__(self, base_url: str, api_key: str | None = None,
-                 timeout_s: float = 600.0) -> None:
+                 timeout_s: float = 600.0, client_kind: str | None = None) -> None:
+        """`client_kind="console"` marks an open console, which keeps a local daemon alive."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if client_kind:
+            headers["X-Gemba-Client"] = client_kind
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, headers=headers,
                                   timeout=httpx.Timeout(timeout_s, connect=5.0), trust_env=False)
@@ -91,8 +94,10 @@ class ApplianceClient:
             raise DaemonUnavailable(f"lost the connection to the appliance at {self.base_url}: "
                                     f"{exc}", "check that `gemba serve` is running") from exc
 
-    def conversations(self, limit: int = 50, query: str | None = None) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": limit, **({"q": query} if query else {})}
+    def conversations(self, limit: int = 50, query: str | None = None,
+                      operator: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"q": query} if query else {}),
+                                  **({"operator": operator} if operator else {})}
         return self._get("/v1/appliance/conversations", params)["data"]
 
     def conversation(self, conversation_id: int) -> dict[str, Any]:
@@ -107,6 +112,10 @@ class ApplianceClient:
         if response.status_code != 200:
             raise error_from_body(response.status_code, _json(response.text))
         return response.json()
+
+    def telemetry(self, seconds: float = 300) -> dict[str, Any]:
+        """Recent figures, their budgets and severities (GET /v1/appliance/telemetry)."""
+        return self._get("/v1/appliance/telemetry", {"seconds": seconds})
 
     def status(self) -> dict[str, Any]:
         response = self._http.get("/v1/appliance/status", timeout=5.0)

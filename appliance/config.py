@@ -143,6 +143,13 @@ class BudgetSettings(_Section):
         return self
 
 
+class ConsoleSettings(_Section):
+    kiosk: bool = False
+    """Lock the operator console: it cannot be quit to a shell (Ctrl+Q does nothing)."""
+    lang: Literal["en", "zh", "ja"] = "en"
+    """The console's language when `gemba console` is not given --lang."""
+
+
 class PlanRecord(_Section):
     profile: str | None = None
     """Firmware profile the installer planned for (unset: not commissioned)."""
@@ -157,6 +164,7 @@ class Settings(_Section):
     model: ModelSettings = ModelSettings()
     generation: GenerationSettings = GenerationSettings()
     budgets: BudgetSettings = BudgetSettings()
+    console: ConsoleSettings = ConsoleSettings()
     plan: PlanRecord = PlanRecord()
 
 

@@ -180,7 +180,8 @@ class Daemon:
         }
 
     async def run(self, idle_timeout_s: float) -> None:
-        app = create_app(self.service, self.settings, self.health, self.governor.report)
+        app = create_app(self.service, self.settings, self.health, self.governor.report,
+                         self.governor.recent)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5)
         server = _Server(config)

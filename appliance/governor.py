@@ -160,18 +160,34 @@ def _slope(previous: Decision, hottest: _Figure | None, dt: float) -> float:
     return 0.7 * previous.slope_c_per_s + 0.3 * raw
 
 
-def _figures(sample: Sample, budgets: Budgets) -> list[_Figure]:
-    figures = []
-    if sample.cpu_temp_c is not None:
-        figures.append(_Figure("cpu_temp_c", sample.cpu_temp_c, budgets.cpu_temp_c))
-    if sample.gpu_temp_c is not None and budgets.gpu_temp_c is not None:
-        figures.append(_Figure("gpu_temp_c", sample.gpu_temp_c, budgets.gpu_temp_c))
-    if sample.box_power_w is not None and budgets.box_power_w:
+def limits_for(budgets: Budgets) -> dict[str, Limits]:
+    """The limits of every figure the budgets watch, by figure name."""
+    limits = {"cpu_temp_c": budgets.cpu_temp_c}
+    if budgets.gpu_temp_c is not None:
+        limits["gpu_temp_c"] = budgets.gpu_temp_c
+    if budgets.box_power_w:
         budget = budgets.box_power_w
         # Power has no thermal inertia: careful at 90 %, warning at the budget, critical at 110 %.
-        figures.append(_Figure("box_power_w", sample.box_power_w,
-                               Limits(0.9 * budget, budget, 1.1 * budget)))
-    return figures
+        limits["box_power_w"] = Limits(0.9 * budget, budget, 1.1 * budget)
+    return limits
+
+
+def figure_severity(name: str, value: float | None, budgets: Budgets) -> Severity | None:
+    """How one figure stands against its budget; None when it has no budget or no reading."""
+    if value is None:
+        return None
+    if name == "mem_available_bytes":
+        short = budgets.mem_reserve_bytes and value < budgets.mem_reserve_bytes
+        return Severity.WARNING if short else Severity.OK
+    limits = limits_for(budgets).get(name)
+    return limits.level(value) if limits is not None else None
+
+
+def _figures(sample: Sample, budgets: Budgets) -> list[_Figure]:
+    limits = limits_for(budgets)
+    return [_Figure(name, value, limits[name]) for name, value in (
+        ("cpu_temp_c", sample.cpu_temp_c), ("gpu_temp_c", sample.gpu_temp_c),
+        ("box_power_w", sample.box_power_w)) if value is not None and name in limits]
 
 
 def _worst(figures: list[_Figure], previous: Severity,

@@ -17,7 +17,15 @@ from typing import Any
 import sqlite_utils
 
 from appliance.chat import ChatService
-from appliance.governor import Budgets, Decision, decide, gpu_cap_w, initial
+from appliance.governor import (
+    Budgets,
+    Decision,
+    decide,
+    figure_severity,
+    gpu_cap_w,
+    initial,
+    limits_for,
+)
 from appliance.hardware.nvml import PowerLimits
 from appliance.hardware.telemetry import Sample
 from appliance.inference.scheduler import Scheduler
@@ -28,6 +36,8 @@ from appliance.store.telemetry import TelemetryStore
 log = logging.getLogger("gemba.governor")
 _AFTER_S = 5.0
 _ROLL_UP_EVERY = 600
+_SHOWN = ("cpu_temp_c", "gpu_temp_c", "gpu_power_w", "box_power_w", "mem_available_bytes",
+           "tok_per_s")
 
 
 class GovernorLoop:
@@ -144,3 +154,19 @@ class GovernorLoop:
                 "last_sample": asdict(self.last_sample) if self.last_sample else None,
                 "tok_per_s": self.supervisor.tok_per_s(),
                 "events": recent_events(self.db, events)}
+
+    def recent(self, seconds: float) -> dict[str, Any]:
+        """The last `seconds` of figures, the budgets they are held to and where each stands."""
+        sample = asdict(self.last_sample) if self.last_sample else {}
+        sample["tok_per_s"] = self.supervisor.tok_per_s()
+        latest = {}
+        for name in _SHOWN:
+            value = sample.get(name)
+            level = figure_severity(name, value, self.budgets)
+            latest[name] = {"value": value,
+                            "severity": level.name.lower() if level is not None else None}
+        limits = {name: asdict(limit) for name, limit in limits_for(self.budgets).items()}
+        limits["mem_available_bytes"] = {"reserve": self.budgets.mem_reserve_bytes}
+        rows = self.telemetry.recent(seconds) if self.telemetry is not None else []
+        return {"seconds": seconds, "governor": self.status(), "latest": latest,
+                "limits": limits, "samples": rows}

@@ -66,6 +66,7 @@ def shown(widget: Static) -> str:
 
 def console(daemon: GembaHome, **kwargs: Any) -> ConsoleApp:
     health = daemon.health() or {}
+    kwargs.setdefault("operator", "tester")
     return ConsoleApp(ApplianceClient(daemon.url), health.get("model_id", "unknown"), **kwargs)
 
 
@@ -187,7 +188,7 @@ def test_question_box_is_locked_while_the_answer_streams(daemon: GembaHome) -> N
 def test_unreachable_appliance_gives_the_question_back_with_an_error() -> None:
     question = "Why is line 3 stopped?"
     client = ApplianceClient(f"http://127.0.0.1:{free_port()}")
-    app = ConsoleApp(client, "no-model")
+    app = ConsoleApp(client, "no-model", operator="tester")
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
@@ -300,8 +301,11 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
         # Keep the pane after the console exits, to see what it left in the terminal.
         _tmux(socket, "set-option", "-t", "console", "remain-on-exit", "on")
         # The first run starts the daemon in this home, then opens the TUI.
-        _wait_pane(socket, lambda p: p.lstrip().startswith("Gemba | model") and "| ready" in p,
-                   "the console's status line", 180)
+        _wait_pane(socket, lambda p: p.lstrip().startswith("Gemba | model") and "| ready" in p
+                   and "Badge or name" in p, "the status line and the sign-in form", 180)
+        _tmux(socket, "send-keys", "-t", "console", "-l", "Wang Fang")
+        _tmux(socket, "send-keys", "-t", "console", "Enter")
+        _wait_pane(socket, lambda p: "| operator Wang Fang" in p, "the operator signed in", 10)
 
         _tmux(socket, "send-keys", "-t", "console", "-l", question)
         _wait_pane(socket, lambda p: question in p, "the typed question in the input", 10)
@@ -325,5 +329,5 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
         tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
         (tmux_dir / socket).unlink(missing_ok=True)  # this tmux leaves its socket file behind
 
-    titles = [row["title"] for row in gemba_home.history()]
-    assert question in titles
+    asked = [row for row in gemba_home.history() if row["title"] == question]
+    assert asked and asked[0]["operator"] == "Wang Fang", "stored with who asked"

@@ -34,14 +34,14 @@ def _screen(app: ConsoleApp) -> str:
 
 
 @pytest.mark.parametrize("lang, offline, placeholder, cancel_key", [
-    ("en", "offline: reconnecting", "Type a question and press Enter", "Cancel answer"),
-    ("zh", "离线：正在重连", "输入问题后按回车", "取消回答"),
-    ("ja", "オフライン：再接続中", "質問を入力して Enter", "回答を取り消す"),
+    ("en", "offline: reconnecting", "Type a question and press Enter", "Cancel"),
+    ("zh", "离线：正在重连", "输入问题后按回车", "取消"),
+    ("ja", "オフライン：再接続中", "質問を入力して Enter", "取消"),
 ])
 def test_console_in_each_language_says_it_is_offline(lang: str, offline: str, placeholder: str,
                                                      cancel_key: str) -> None:
     client = ApplianceClient(f"http://127.0.0.1:{free_port()}")
-    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", lang=lang)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester", lang=lang)
 
     async def scenario() -> str:
         async with app.run_test(size=(80, 24)) as pilot:

@@ -30,7 +30,7 @@ async def _until(pilot, condition, seconds: float = 30.0) -> None:  # type: igno
 
 def _ask_via_api(daemon: GembaHome, question: str) -> str:
     body = {"messages": [{"role": "user", "content": question}], "max_tokens": 12,
-            "temperature": 0}
+            "temperature": 0, "user": "tester"}
     reply = httpx.post(f"{daemon.url}/v1/chat/completions", json=body, timeout=120).json()
     return reply["choices"][0]["message"]["content"]
 
@@ -40,7 +40,7 @@ def test_history_finds_and_reopens_a_past_answer(daemon: GembaHome) -> None:
     answer = _ask_via_api(daemon, f"{tag}: what does alarm E-217 mean?")
     _ask_via_api(daemon, "Another question about the press.")
     client = ApplianceClient(daemon.url)
-    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1")
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester")
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -65,7 +65,7 @@ def test_history_finds_and_reopens_a_past_answer(daemon: GembaHome) -> None:
 
 def test_help_in_japanese_lists_the_keys(daemon: GembaHome) -> None:
     client = ApplianceClient(daemon.url)
-    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", lang="ja")
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester", lang="ja")
 
     async def scenario() -> str:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -78,12 +78,15 @@ def test_help_in_japanese_lists_the_keys(daemon: GembaHome) -> None:
         text = asyncio.run(scenario())
     finally:
         client.close()
-    assert "ヘルプ" in text and "過去の質問と回答" in text and "履歴" in text
+    assert "ヘルプ" in text and "過去の質問" in text and "履歴" in text
+    for key in ("F1", "F2", "F3", "F4", "F5", "F6", "F7", "F9", "Ctrl+Q"):
+        assert key in text, key
 
 
 def test_an_answer_that_ends_behind_the_history_screen_is_kept(daemon: GembaHome) -> None:
     client = ApplianceClient(daemon.url)
-    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", temperature=0.0, max_tokens=200)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester", temperature=0.0,
+                     max_tokens=200)
 
     async def scenario() -> None:
         async with app.run_test(size=(80, 24)) as pilot:

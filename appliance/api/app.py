@@ -27,7 +27,8 @@ _STOP_CHARS = 64
 
 def create_app(service: ChatService, settings: Settings,
                health: Callable[[], dict[str, Any]],
-               report: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
+               report: Callable[[], dict[str, Any]] | None = None,
+               telemetry: Callable[[float], dict[str, Any]] | None = None) -> FastAPI:
     app = FastAPI(title="Gemba appliance API", version="1", docs_url=None, redoc_url=None)
     # Pure ASGI middlewares: Starlette's BaseHTTPMiddleware would re-wrap every streamed token.
     app.add_middleware(BodyLimit, max_bytes=settings.daemon.max_body_bytes)
@@ -49,7 +50,9 @@ def create_app(service: ChatService, settings: Settings,
         return _gemba_error(exc)
 
     @app.get("/healthz")
-    async def healthz() -> JSONResponse:
+    async def healthz(request: Request) -> JSONResponse:
+        if request.headers.get("x-gemba-client") == "console":
+            service.touch()  # an open console is a user: the idle timeout must not end it
         body = health()
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
@@ -77,12 +80,23 @@ def create_app(service: ChatService, settings: Settings,
     async def status() -> dict[str, Any]:
         return {"health": health(), **(report() if report else {})}
 
+    @app.get("/v1/appliance/telemetry")
+    async def telemetry_recent(seconds: float = 300) -> dict[str, Any]:
+        if not 1 <= seconds <= 86400:
+            raise RequestError("field 'seconds' must be between 1 and 86400",
+                               "ask for at most a day of per-second telemetry")
+        if telemetry is None:
+            return {"seconds": seconds, "governor": None, "latest": {}, "limits": {},
+                    "samples": []}
+        return telemetry(seconds)
+
     @app.get("/v1/appliance/conversations")
-    async def conversations_list(limit: int = 50, q: str | None = None) -> dict[str, Any]:
+    async def conversations_list(limit: int = 50, q: str | None = None,
+                                 operator: str | None = None) -> dict[str, Any]:
         if not 1 <= limit <= 1000:
             raise RequestError("field 'limit' must be between 1 and 1000",
                                "ask for fewer conversations")
-        return {"data": list_conversations(service.db, limit, q or None)}
+        return {"data": list_conversations(service.db, limit, q or None, operator or None)}
 
     @app.get("/v1/appliance/conversations/{conversation_id}")
     async def conversation_show(conversation_id: int) -> dict[str, Any]:

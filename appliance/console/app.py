@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingsMap
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
+from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Button, Footer, Input, Static
 from textual.worker import get_current_worker
 
 from appliance.client import ApplianceClient, Done, Started, Text
 from appliance.config import Paths, Settings
+from appliance.console.health import HealthScreen
 from appliance.console.i18n import Strings
+from appliance.console.login import LoginScreen
 from appliance.console.screens import HelpScreen, HistoryScreen
+from appliance.console.tasks import TASKS, TaskForm
 from appliance.console.text import clean
+from appliance.console.theme import ISA101
 from appliance.errors import GembaError
 
 
@@ -61,7 +67,10 @@ _KNOWN_STATES = {"loading", "ready", "answering", "throttled", "restarting", "of
 
 
 class ConsoleApp(App[None]):
-    """Takes a connected client; never starts daemons or opens the database itself."""
+    """Takes a connected client; never opens the database itself.
+
+    `restart`, given for a local appliance, brings a lost daemon back (runs in a thread).
+    """
 
     CSS_PATH = "console.tcss"
     TITLE = "Gemba"
@@ -70,10 +79,13 @@ class ConsoleApp(App[None]):
     # Operators get the keys in the footer, not a developer's command palette.
     ENABLE_COMMAND_PALETTE = False
     HEALTH_INTERVAL_S = 1.0
+    RESTART_AFTER_S = 3.0
+    """Offline this long, a local console starts the daemon again."""
 
     def __init__(self, client: ApplianceClient, model_id: str, operator: str | None = None,
                  temperature: float | None = None, max_tokens: int | None = None,
-                 lang: str = "en") -> None:
+                 lang: str = "en", kiosk: bool = False,
+                 restart: Callable[[], None] | None = None) -> None:
         """`temperature`/`max_tokens` None leave them to the daemon's settings."""
         super().__init__()
         self.client = client
@@ -81,6 +93,8 @@ class ConsoleApp(App[None]):
         self.operator = operator
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.kiosk = kiosk
+        self.restart = restart
         self.t = Strings(lang)
         self.answering = False
         self._answer: Static | None = None
@@ -89,44 +103,92 @@ class ConsoleApp(App[None]):
         """Keep the newest text in view; off once the operator scrolls up to read."""
         self._local_state: str | None = None
         self._engine_state, self._severity = "ready", "ok"
-        # Exactly these keys, in the operator's language (Textual's defaults would hide ours).
-        self._bindings = BindingsMap([
-            Binding("f1", "show_help", self.t("key.help")),
-            Binding("f2", "show_ask", self.t("key.ask")),
-            Binding("f3", "show_history", self.t("key.history")),
-            Binding("escape", "cancel", self.t("key.cancel")),
-            Binding("ctrl+q", "quit", self.t("key.quit"), priority=True),
-        ])
+        self.register_theme(ISA101)
+        self.theme = ISA101.name
+        self._bindings = BindingsMap(self._keys())
+
+    def _keys(self) -> list[Binding]:
+        """Exactly these keys, in the operator's language (Textual's defaults would hide ours)."""
+        keys = [
+            Binding("f1", "show_help", self.t("key.help"), key_display="F1"),
+            Binding("f2", "show_ask", self.t("key.ask"), key_display="F2"),
+            Binding("f3", "show_history", self.t("key.history"), key_display="F3"),
+            Binding("f4", "show_health", self.t("key.health"), key_display="F4"),
+            # The task keys are on the Ask screen's buttons; the footer has no room for them.
+            *(Binding(task.key, f"task('{name}')", self.t(f"key.{name}"), show=False)
+              for name, task in TASKS.items()),
+            Binding("f9", "sign_out", self.t("key.signout"), key_display="F9"),
+            Binding("escape", "cancel", self.t("key.cancel"), key_display="Esc"),
+        ]
+        if not self.kiosk:
+            keys.append(Binding("ctrl+q", "quit", self.t("key.quit"), priority=True,
+                                key_display="Ctrl+Q"))
+        return keys
 
     def compose(self) -> ComposeResult:
-        yield Static(self._status(), id="status", markup=False)
+        with Horizontal(id="status"):
+            yield Static(self._status_model(), id="status-model", markup=False)
+            yield Static(self._status(), id="status-state", markup=False)
+        yield Static(self.t("banner.offline"), id="banner", markup=False)
         yield VerticalScroll(id="transcript")
+        with Horizontal(id="tasks"):
+            for name, task in TASKS.items():
+                yield Button(f"{task.key.upper()} {self.t(f'key.{name}')}", id=f"task-{name}",
+                             compact=True)
         yield Input(placeholder=self.t("placeholder"), id="question")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.query_one("#banner").display = False
         self.watch_health()
+        if self.operator is None:
+            self.push_screen(LoginScreen(self.t), self._signed_in)
+
+    def _signed_in(self, operator: str | None) -> None:
+        self.operator = operator
+        self._refresh_status()
+        self._ask("#question", Input).focus()
+
+    def _status_model(self) -> str:
+        return self.t("status", model=self.model_id, state="").rstrip(" |")
 
     def _status(self) -> str:
         state = self._local_state or self._engine_state
-        text = self.t("status", model=self.model_id, state=self.t(f"state.{state}"))
+        text = " | " + self.t.state(state)
         if self._severity != "ok":
             text += " | " + self.t("severity", severity=self.t(f"severity.{self._severity}"))
+        if self.operator:
+            text += " | " + self.t("status.operator", operator=self.operator)
         return text
+
+    def _refresh_status(self) -> None:
+        status = self.screen_stack[0].query_one("#status-state", Static)
+        status.update(self._status())
+        status.set_class(self._severity != "ok", f"severity-{self._severity}")
+        for level in ("careful", "warning", "critical"):
+            status.set_class(self._severity == level, level)
 
     def _set_state(self, state: str | None) -> None:
         """A state of the console itself (answering, cancelling, error); None: the engine's."""
         self._local_state = None if state == "ready" else state
-        self._ask("#status", Static).update(self._status())
+        self._refresh_status()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="health")
     def watch_health(self) -> None:
         worker = get_current_worker()
+        offline_since: float | None = None
         while not worker.is_cancelled:
             health = self.client.health()
             if health is None:
                 state, severity = "offline", "ok"
+                offline_since = offline_since or time.monotonic()
+                if self.restart and time.monotonic() - offline_since >= self.RESTART_AFTER_S:
+                    self.post_message(HealthChanged(state, severity))
+                    self._restart_daemon()
+                    offline_since = None
+                    continue
             else:
+                offline_since = None
                 state = health.get("state", "ready")
                 # Our own answering shows from the console's state; the daemon's "answering" is
                 # a second old by the time it is drawn (or another console's: it is queued).
@@ -135,21 +197,32 @@ class ConsoleApp(App[None]):
             self.post_message(HealthChanged(state, severity))
             time.sleep(self.HEALTH_INTERVAL_S)
 
+    def _restart_daemon(self) -> None:
+        assert self.restart is not None
+        try:
+            self.restart()
+        except Exception:  # noqa: BLE001 - a failed start is retried; the banner stays up
+            time.sleep(self.HEALTH_INTERVAL_S)
+
     @on(HealthChanged)
     def health_changed(self, message: HealthChanged) -> None:
         changed = message.state != self._engine_state
         self._engine_state, self._severity = message.state, message.severity
         if changed and self._local_state == "error":
             self._local_state = None  # the engine moved on: the old error no longer applies
-        self._ask("#status", Static).update(self._status())
+        self.screen_stack[0].query_one("#banner").display = message.state == "offline"
+        self._refresh_status()
 
     @on(Input.Submitted, "#question")
     def ask(self, event: Input.Submitted) -> None:
         question = event.value.strip()
-        if not question or self.answering:
-            return
-        event.input.value = ""
-        event.input.disabled = True
+        if question and not self.answering:
+            event.input.value = ""
+            self.send(question)
+
+    def send(self, question: str) -> None:
+        """Show the question, lock the input and stream the answer in."""
+        self._ask("#question", Input).disabled = True
         self.answering = True
         transcript = self._ask("#transcript", VerticalScroll)
         transcript.mount(Static(f"Q: {clean(question)}", classes="question", markup=False))
@@ -240,18 +313,56 @@ class ConsoleApp(App[None]):
         self._show(HelpScreen(self.t))
 
     def action_show_history(self) -> None:
-        self._show(HistoryScreen(self.client, self.t))
+        self._show(HistoryScreen(self.client, self.t, self.operator))
+
+    def action_show_health(self) -> None:
+        self._show(HealthScreen(self.client, self.t))
 
     def action_show_ask(self) -> None:
-        while len(self.screen_stack) > 1:
-            self.pop_screen()
+        self._to_ask()
         self._ask("#question", Input).focus()
 
-    def _show(self, screen: HelpScreen | HistoryScreen) -> None:
-        """One task screen at a time on top of Ask; the answer in progress keeps streaming."""
-        while len(self.screen_stack) > 1:
+    def _to_ask(self) -> None:
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, LoginScreen):
             self.pop_screen()
+
+    def _show(self, screen: Screen[None]) -> None:
+        """One task screen at a time on top of Ask; the answer in progress keeps streaming."""
+        if isinstance(self.screen, LoginScreen):
+            return
+        self._to_ask()
         self.push_screen(screen)
+
+    def action_task(self, name: str) -> None:
+        if isinstance(self.screen, LoginScreen):
+            return
+        if self.answering:
+            self.notify(self.t("busy"), severity="warning")
+            return
+        self._to_ask()
+        self.push_screen(TaskForm(TASKS[name], self.t), self._task_done)
+
+    def _task_done(self, prompt: str | None) -> None:
+        if prompt and not self.answering:
+            self.send(prompt)
+
+    @on(Button.Pressed, "#tasks Button")
+    def task_button(self, event: Button.Pressed) -> None:
+        self.action_task((event.button.id or "").removeprefix("task-"))
+
+    def action_sign_out(self) -> None:
+        if isinstance(self.screen, LoginScreen):
+            return
+        self._to_ask()
+        self.operator = None
+        self._refresh_status()
+        self.push_screen(LoginScreen(self.t), self._signed_in)
+
+    async def action_quit(self) -> None:
+        if self.kiosk:  # reached only by a stray binding: kiosk has no quit key
+            self.notify(self.t("banner.kiosk"), severity="warning")
+            return
+        await super().action_quit()
 
     def action_cancel(self) -> None:
         if self.answering:
@@ -259,16 +370,22 @@ class ConsoleApp(App[None]):
             self._set_state("cancelling")
 
 
-def run_console(settings: Settings, paths: Paths, url: str | None, lang: str) -> None:
+def run_console(settings: Settings, paths: Paths, url: str | None, lang: str | None,
+                operator: str | None = None) -> None:
     from appliance.launcher import ensure_daemon
 
     def say(message: str) -> None:
         print(message, flush=True)
 
+    def restart() -> None:
+        ensure_daemon(settings, paths, lambda _: None)  # quietly: the TUI owns the screen
+
     base_url = url or ensure_daemon(settings, paths, say)
-    client = ApplianceClient(base_url, settings.daemon.api_key)
+    client = ApplianceClient(base_url, settings.daemon.api_key, client_kind="console")
     health = client.health() or {}
     try:
-        ConsoleApp(client, health.get("model_id", settings.model.id), lang=lang).run()
+        ConsoleApp(client, health.get("model_id", settings.model.id), operator=operator,
+                   lang=lang or settings.console.lang, kiosk=settings.console.kiosk,
+                   restart=None if url else restart).run()
     finally:
         client.close()

@@ -1,4 +1,5 @@
-"""The console's other screens, one task each: Help (F1) and History (F3). Ask is the main one.
+"""The console's other screens, one task each: Help (F1) and History (F3). Ask is the main one;
+Health (F4) is in health.py, the task forms in tasks.py, sign-in in login.py.
 
 They are clients too: history comes from the daemon's API, never from SQLite.
 """
@@ -9,6 +10,7 @@ from typing import Any
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
@@ -45,18 +47,24 @@ class Opened(Message):
 
 
 class HistoryScreen(Screen[None]):
-    """Past questions, newest first; type to search, Enter on one to read it again."""
+    """The operator's past questions, newest first (F8: everyone's); type to search, Enter on
+    one to read it again."""
 
     AUTO_FOCUS = "#history-search"  # the operator can type a search at once
+    BINDINGS = [Binding("f8", "everyone", show=False)]
 
-    def __init__(self, client: ApplianceClient, strings: Strings) -> None:
+    def __init__(self, client: ApplianceClient, strings: Strings,
+                 operator: str | None = None) -> None:
         super().__init__()
-        self.client, self.t = client, strings
+        self.client, self.t, self.operator = client, strings, operator
+        self.everyone = operator is None
+        self.query_text = ""
 
     def compose(self) -> ComposeResult:
         yield Static(self.t("history.title"), classes="screen-title", markup=False)
+        yield Static(self._whose(), id="history-whose", markup=False)
         yield Input(placeholder=self.t("history.search"), id="history-search")
-        yield OptionList(id="history-list")
+        yield OptionList(id="history-list", markup=False)
         with VerticalScroll(id="history-detail"):
             yield Static("", id="history-text", markup=False)
         yield Footer()
@@ -64,15 +72,30 @@ class HistoryScreen(Screen[None]):
     def on_mount(self) -> None:
         self.load("")
 
+    def _whose(self) -> str:
+        if self.operator is None:
+            return ""
+        return self.t("history.everyone" if self.everyone else "history.mine",
+                      operator=self.operator)
+
+    def action_everyone(self) -> None:
+        if self.operator is None:
+            return
+        self.everyone = not self.everyone
+        self.query_one("#history-whose", Static).update(self._whose())
+        self.load(self.query_text)
+
     @on(Input.Submitted, "#history-search")
     def search(self, event: Input.Submitted) -> None:
-        self.load(event.value.strip())
+        self.query_text = event.value.strip()
+        self.load(self.query_text)
         self.query_one("#history-list", OptionList).focus()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="history")
     def load(self, query: str) -> None:
+        operator = None if self.everyone else self.operator
         try:
-            self.post_message(Listed(self.client.conversations(50, query or None)))
+            self.post_message(Listed(self.client.conversations(50, query or None, operator)))
         except GembaError as error:
             self.post_message(Listed(None, error.message))
 
@@ -119,4 +142,5 @@ class HistoryScreen(Screen[None]):
 def _row_text(row: dict[str, Any]) -> str:
     when = row["updated_at"][5:16].replace("T", " ")
     mark = {"cancelled": " ✕", "length": " …", "error": " !"}.get(row["last_finish_reason"], "")
-    return f"{when}  {clean(row['title'])}{mark}"
+    who = f"  [{clean(row['operator'])}]" if row.get("operator") else ""
+    return f"{when}  {clean(row['title'])}{mark}{who}"

@@ -63,17 +63,23 @@ def _add(db: sqlite_utils.Database, conversation_id: int, row: dict[str, Any]) -
 
 
 def list_conversations(db: sqlite_utils.Database, limit: int = 50,
-                       query: str | None = None) -> list[dict[str, Any]]:
+                       query: str | None = None,
+                       operator: str | None = None) -> list[dict[str, Any]]:
     """Newest first, each with its first question's title and its last answer's outcome.
 
     `query` matches any question or answer containing it, literally (no wildcards), so an
-    operator can type "E-104", "100%" or "搬送" and find exactly that."""
-    where, params = "", []
+    operator can type "E-104", "100%" or "搬送" and find exactly that. `operator` keeps only
+    the conversations that operator started."""
+    conditions, params = [], []
     if query:
         pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where = ("where exists (select 1 from messages m where m.conversation_id = c.id "
-                 "and m.content like ? escape '\\')")
+        conditions.append("exists (select 1 from messages m where m.conversation_id = c.id "
+                          "and m.content like ? escape '\\')")
         params.append(pattern)
+    if operator:
+        conditions.append("c.operator = ?")
+        params.append(operator)
+    where = "where " + " and ".join(conditions) if conditions else ""
     return list(db.query(
         f"""
         select c.id, c.title, c.operator, c.model_id, c.created_at, c.updated_at,

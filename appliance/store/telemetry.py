@@ -65,6 +65,11 @@ class TelemetryStore:
             f"from {source} where t < ? group by cast(t / {bucket_s} as integer)", [before])
         self.db.execute(f"delete from {source} where t < ?", [before])
 
+    def recent(self, seconds: float, now: float | None = None) -> list[dict[str, Any]]:
+        """Per-second rows of the last `seconds`, oldest first."""
+        since = (time.time() if now is None else now) - seconds
+        return list(self.db["samples"].rows_where("t >= ?", [since], order_by="t"))
+
     def count(self, table: str = "samples") -> int:
         return self.db[table].count
 
