@@ -295,13 +295,16 @@ def config_show(ctx: _Context, as_json: bool) -> None:
 # -- console -------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--connect", "url", default=None, help="Appliance URL on the plant LAN.")
-@click.option("--lang", type=click.Choice(["en", "zh", "ja"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "zh", "ja"]), default=None,
+              help="Language of the console  [default: the config's console.lang, else en]")
+@click.option("--operator", default=None,
+              help="Who is at the console (skips the sign-in form).")
 @pass_ctx
-def console(ctx: _Context, url: str | None, lang: str) -> None:
+def console(ctx: _Context, url: str | None, lang: str | None, operator: str | None) -> None:
     """Open the operator console."""
     from appliance.console.app import run_console
 
-    run_console(ctx.settings, ctx.paths, url, lang)
+    run_console(ctx.settings, ctx.paths, url, lang, operator)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -168,7 +168,8 @@ def limits_for(budgets: Budgets) -> dict[str, Limits]:
     if budgets.box_power_w:
         budget = budgets.box_power_w
         # Power has no thermal inertia: careful at 90 %, warning at the budget, critical at 110 %.
-        limits["box_power_w"] = Limits(0.9 * budget, budget, 1.1 * budget)
+        # Exact tenths: 1.1 * 100 is 110.00000000000001, and a rail can read exactly 110 W.
+        limits["box_power_w"] = Limits(budget * 9 / 10, budget, budget * 11 / 10)
     return limits
 
 

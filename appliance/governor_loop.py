@@ -59,12 +59,12 @@ class GovernorLoop:
         self._ticks = 0
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
+        while True:  # a first tick at once: the figures are there as soon as the API is
             try:
                 await self.tick()
             except Exception:  # noqa: BLE001 - the governor must outlive a bad tick
                 log.exception("governor tick failed")
+            await asyncio.sleep(self.interval_s)
 
     async def tick(self) -> Decision:
         sample = await self._sample()

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingsMap
 from textual.containers import Horizontal, VerticalScroll
@@ -22,6 +22,7 @@ from appliance.console.health import HealthScreen
 from appliance.console.i18n import Strings
 from appliance.console.login import LoginScreen
 from appliance.console.screens import HelpScreen, HistoryScreen
+from appliance.console.status import StatusLine
 from appliance.console.tasks import TASKS, TaskForm
 from appliance.console.text import clean
 from appliance.console.theme import ISA101
@@ -99,6 +100,8 @@ class ConsoleApp(App[None]):
         self.answering = False
         self._answer: Static | None = None
         self._answer_text = ""
+        self._answer_raw = ""
+        """As the model wrote it: an escape sequence may be split across tokens."""
         self._follow = True
         """Keep the newest text in view; off once the operator scrolls up to read."""
         self._local_state: str | None = None
@@ -126,9 +129,7 @@ class ConsoleApp(App[None]):
         return keys
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="status"):
-            yield Static(self._status_model(), id="status-model", markup=False)
-            yield Static(self._status(), id="status-state", markup=False)
+        yield StatusLine(classes="status")
         yield Static(self.t("banner.offline"), id="banner", markup=False)
         yield VerticalScroll(id="transcript")
         with Horizontal(id="tasks"):
@@ -146,7 +147,7 @@ class ConsoleApp(App[None]):
 
     def _signed_in(self, operator: str | None) -> None:
         self.operator = operator
-        self._refresh_status()
+        self.refresh_status()
         self._ask("#question", Input).focus()
 
     def _status_model(self) -> str:
@@ -161,17 +162,17 @@ class ConsoleApp(App[None]):
             text += " | " + self.t("status.operator", operator=self.operator)
         return text
 
-    def _refresh_status(self) -> None:
-        status = self.screen_stack[0].query_one("#status-state", Static)
-        status.update(self._status())
-        status.set_class(self._severity != "ok", f"severity-{self._severity}")
-        for level in ("careful", "warning", "critical"):
-            status.set_class(self._severity == level, level)
+    def refresh_status(self) -> None:
+        """Every screen's status line shows the same model, state, severity and operator."""
+        model, state = self._status_model(), self._status()
+        for screen in self.screen_stack:
+            for line in screen.query(StatusLine):
+                line.show(model, state, self._severity)
 
     def _set_state(self, state: str | None) -> None:
         """A state of the console itself (answering, cancelling, error); None: the engine's."""
         self._local_state = None if state == "ready" else state
-        self._refresh_status()
+        self.refresh_status()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="health")
     def watch_health(self) -> None:
@@ -211,7 +212,7 @@ class ConsoleApp(App[None]):
         if changed and self._local_state == "error":
             self._local_state = None  # the engine moved on: the old error no longer applies
         self.screen_stack[0].query_one("#banner").display = message.state == "offline"
-        self._refresh_status()
+        self.refresh_status()
 
     @on(Input.Submitted, "#question")
     def ask(self, event: Input.Submitted) -> None:
@@ -226,7 +227,7 @@ class ConsoleApp(App[None]):
         self.answering = True
         transcript = self._ask("#transcript", VerticalScroll)
         transcript.mount(Static(f"Q: {clean(question)}", classes="question", markup=False))
-        self._answer_text = ""
+        self._answer_text = self._answer_raw = ""
         self._follow = True
         self._answer = Static("…", classes="answer", markup=False)
         transcript.mount(self._answer)
@@ -265,7 +266,8 @@ class ConsoleApp(App[None]):
     def show_text(self, message: AnswerText) -> None:
         if self._answer is None:
             return
-        self._answer_text += clean(message.text)
+        self._answer_raw += message.text
+        self._answer_text = clean(self._answer_raw)
         self._show_answer(self._answer_text)
 
     def _show_answer(self, text: str) -> None:
@@ -289,7 +291,9 @@ class ConsoleApp(App[None]):
     @on(AnswerFailed)
     def answer_failed(self, message: AnswerFailed) -> None:
         if self._answer is not None:
-            self._answer.update(self.t("error.answer", message=message.message))
+            # What was already written stays readable above the error.
+            error = self.t("error.answer", message=message.message)
+            self._answer.update(f"{self._answer_text}\n{error}" if self._answer_text else error)
             self._answer.add_class("error")
         self._finish("error")
         self._ask("#question", Input).value = message.question
@@ -354,8 +358,11 @@ class ConsoleApp(App[None]):
         if isinstance(self.screen, LoginScreen):
             return
         self._to_ask()
+        if self.answering:
+            self.action_cancel()  # the answer is kept in history, marked cancelled
+        self._ask("#transcript", VerticalScroll).remove_children()  # the next one starts clean
         self.operator = None
-        self._refresh_status()
+        self.refresh_status()
         self.push_screen(LoginScreen(self.t), self._signed_in)
 
     async def action_quit(self) -> None:
@@ -365,9 +372,26 @@ class ConsoleApp(App[None]):
         await super().action_quit()
 
     def action_cancel(self) -> None:
+        """Escape stops the answer; with none streaming, it goes back to Ask."""
         if self.answering:
             self.workers.cancel_group(self, "answer")
             self._set_state("cancelling")
+        elif not isinstance(self.screen, LoginScreen):
+            self.action_show_ask()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While someone signs in only the sign-in form works (and quit, off kiosk); the footer
+        hides the other keys."""
+        if isinstance(self.screen, LoginScreen):
+            return action == "quit"
+        return True
+
+    def on_key(self, event: events.Key) -> None:
+        # Reading back by keyboard (gloves, no mouse) stops the view following the answer too.
+        if event.key in ("pageup", "up", "home", "ctrl+home"):
+            self._follow = False
+        elif event.key in ("end", "ctrl+end"):
+            self._follow = True
 
 
 def run_console(settings: Settings, paths: Paths, url: str | None, lang: str | None,

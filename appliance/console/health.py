@@ -25,6 +25,7 @@ from textual.worker import get_current_worker
 
 from appliance.client import ApplianceClient
 from appliance.console.i18n import Strings
+from appliance.console.status import StatusLine
 from appliance.errors import GembaError
 
 FIGURES = ("cpu_temp_c", "gpu_temp_c", "gpu_power_w", "box_power_w", "mem_available_bytes",
@@ -131,7 +132,9 @@ class FigureRow(Horizontal):
 
     def show(self, figure: Figure) -> None:
         value = format_value(figure.name, figure.value)
-        self.query_one(".figure-value", Static).update(value or self.t("health.no_reading"))
+        # No answer speed is "idle", not a missing sensor.
+        missing = "health.idle" if figure.name == "tok_per_s" else "health.no_reading"
+        self.query_one(".figure-value", Static).update(value or self.t(missing))
         severity = self.t(f"severity.{figure.severity}") if figure.severity else \
             self.t("health.no_budget")
         self.query_one(".figure-severity", Static).update(severity)
@@ -140,7 +143,7 @@ class FigureRow(Horizontal):
         trend.history = figure.history
         for level in SEVERITIES:
             self.set_class(figure.severity == level, level)
-        self.set_class(figure.value is None, "unmeasured")
+        self.set_class(figure.value is None and figure.name != "tok_per_s", "unmeasured")
 
 
 class TelemetryArrived(Message):
@@ -161,6 +164,7 @@ class HealthScreen(Screen[None]):
         self.shown: Telemetry | None = None
 
     def compose(self) -> ComposeResult:
+        yield StatusLine(classes="status")
         yield Static(self.t("health.title"), classes="screen-title", markup=False)
         with Horizontal(classes="figure figure-header"):
             for key, kind in (("figure", "label"), ("now", "value"), ("budget", "severity"),

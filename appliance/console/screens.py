@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 
 from appliance.client import ApplianceClient
 from appliance.console.i18n import Strings
+from appliance.console.status import StatusLine
 from appliance.console.text import clean
 from appliance.errors import GembaError
 
@@ -29,6 +30,7 @@ class HelpScreen(Screen[None]):
         self.t = strings
 
     def compose(self) -> ComposeResult:
+        yield StatusLine(classes="status")
         yield Static(self.t("help.title"), classes="screen-title", markup=False)
         yield Static(self.t("help.text"), id="help-text", markup=False)
         yield Footer()
@@ -61,6 +63,7 @@ class HistoryScreen(Screen[None]):
         self.query_text = ""
 
     def compose(self) -> ComposeResult:
+        yield StatusLine(classes="status")
         yield Static(self.t("history.title"), classes="screen-title", markup=False)
         yield Static(self._whose(), id="history-whose", markup=False)
         yield Input(placeholder=self.t("history.search"), id="history-search")
@@ -109,7 +112,8 @@ class HistoryScreen(Screen[None]):
         if not message.rows:
             self._detail(self.t("history.empty"))
             return
-        options.add_options([Option(_row_text(row), id=str(row["id"])) for row in message.rows])
+        options.add_options([Option(_row_text(row, self.everyone), id=str(row["id"]))
+                             for row in message.rows])
         options.highlighted = 0
 
     @on(OptionList.OptionSelected, "#history-list")
@@ -139,8 +143,8 @@ class HistoryScreen(Screen[None]):
         self.query_one("#history-text", Static).update(text)
 
 
-def _row_text(row: dict[str, Any]) -> str:
+def _row_text(row: dict[str, Any], with_operator: bool) -> str:
     when = row["updated_at"][5:16].replace("T", " ")
     mark = {"cancelled": " ✕", "length": " …", "error": " !"}.get(row["last_finish_reason"], "")
-    who = f"  [{clean(row['operator'])}]" if row.get("operator") else ""
+    who = f"  [{clean(row['operator'])}]" if with_operator and row.get("operator") else ""
     return f"{when}  {clean(row['title'])}{mark}{who}"

@@ -1,0 +1,220 @@
+"""Every console screen in every language, at 80x24 and 120x40: snapshots, nothing clipped, and
+legible on a 16-colour terminal.
+
+The console runs against a real daemon and model in its own home. Its history is asked through
+the API and then dated to fixed times, so the pictures do not change from run to run; the model
+answers at temperature 0. The Health screen shows a recorded hot box
+(tests/fixtures/console/hot_box_telemetry.json): this VM has no temperature sensor. Cursor blink
+and the pollers are frozen before each picture. The 80x24 pictures of docs/operators.md are
+copies of these snapshots (`make pictures`); a test keeps them equal.
+
+Update after a deliberate change: `.venv/bin/python -m pytest tests/test_console_snapshots.py
+--snapshot-update`, look at the pictures, then `make pictures`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.cells import cell_len
+from rich.color import ColorSystem
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from appliance.client import ApplianceClient
+from appliance.console.app import ConsoleApp, HealthChanged
+from appliance.console.health import HealthScreen, TelemetryArrived, telemetry_from
+from appliance.console.i18n import LANGUAGES, Strings
+from tests.conftest import ROOT, GembaHome, _make_home
+
+pytestmark = pytest.mark.model
+
+SCREENS = ("login", "ask", "task", "history", "health", "help")
+SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
+OPERATOR = "Li Wei"
+ASKER = "Wang Fang"
+"""Asks on the Ask screen, so Li Wei's history stays the three dated questions."""
+HOT_BOX = json.loads((ROOT / "tests/fixtures/console/hot_box_telemetry.json").read_text())
+QUESTIONS = {
+    "en": "What does alarm E-104 on press 3 mean?",
+    "zh": "3号冲床的报警 E-104 是什么意思？",
+    "ja": "3号プレスのアラーム E-104 は何ですか？",
+}
+SNAPSHOTS = ROOT / "tests/__snapshots__/test_console_snapshots"
+PICTURES = ROOT / "docs/pictures"
+DOC_PICTURES = [(s, "en") for s in SCREENS] + [("ask", "zh"), ("health", "ja")]
+
+
+@pytest.fixture(scope="module")
+def snap_home(tmp_path_factory: pytest.TempPathFactory, netguard_log: Path) -> Iterator[GembaHome]:
+    """A daemon whose history holds one question per language, dated to fixed times."""
+    home = _make_home(tmp_path_factory.mktemp("snapshots") / "gemba", netguard_log)
+    home.start_daemon()
+    for lang in LANGUAGES:
+        body = {"messages": [{"role": "user", "content": QUESTIONS[lang]}], "max_tokens": 40,
+                "temperature": 0, "user": OPERATOR}
+        httpx.post(f"{home.url}/v1/chat/completions", json=body, timeout=120).raise_for_status()
+    with sqlite3.connect(home.db_file) as db:
+        for number, (conversation_id,) in enumerate(db.execute("select id from conversations")):
+            stamp = f"2026-11-20T0{6 + number}:1{number}:00.000+00:00"
+            db.execute("update conversations set created_at = ?, updated_at = ? where id = ?",
+                       [stamp, stamp, conversation_id])
+    yield home
+    home.stop_all()
+
+
+def _app(home: GembaHome, screen: str, lang: str) -> ConsoleApp:
+    client = ApplianceClient(home.url)
+    operator = {"login": None, "history": OPERATOR}.get(screen, ASKER)
+    return ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator=operator, lang=lang,
+                      temperature=0.0, max_tokens=40)
+
+
+async def _until(pilot: Pilot[Any], condition: Any, what: str, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def _open(pilot: Pilot[Any], screen: str, lang: str) -> None:
+    """Bring the console to `screen` as an operator would, then freeze it for a picture."""
+    app = pilot.app
+    assert isinstance(app, ConsoleApp)
+    # run_before runs as soon as the app starts: wait until the operator could type.
+    await _until(pilot, lambda: app.focused is not None, "the console to take focus", 10)
+    t = Strings(lang)
+    if screen == "ask":
+        app.query_one("#question", Input).value = QUESTIONS[lang]
+        await pilot.press("enter")
+        # Forty tokens may be written before press() returns: wait for the ended answer.
+        await _until(pilot, lambda: len(app.query(".answer")) == 1 and not app.answering,
+                     "the answer to end")
+    elif screen == "task":
+        await pilot.press("f5", *"E-104", "enter")
+        app.screen.query_one("#task-machine", Input).value = t("task.machine") + " 3"
+    elif screen == "history":
+        await pilot.press("f3")
+        await _until(pilot, lambda: app.screen.query_one("#history-list").option_count == 3,
+                     "the history list")
+        await pilot.press("tab", "enter")
+        await _until(pilot, lambda: "A: " in str(app.screen.query_one("#history-text").content),
+                     "the conversation to open")
+    elif screen == "health":
+        await pilot.press("f4")
+        health_screen = app.screen
+        assert isinstance(health_screen, HealthScreen)
+        await _until(pilot, lambda: health_screen.shown is not None, "live telemetry")
+        health_screen.stop_polling()
+        app.workers.cancel_group(app, "health")
+        await _until(pilot, lambda: all(w.is_finished for w in app.workers), "the pollers", 10)
+        health = HOT_BOX["health"]
+        app.post_message(HealthChanged(health["state"], health["governor"]["severity"]))
+        health_screen.post_message(TelemetryArrived(telemetry_from(HOT_BOX["telemetry"],
+                                                                   health)))
+        await _until(pilot, lambda: health_screen.shown is not None
+                     and health_screen.shown.figures[0].value is not None, "the recording")
+    elif screen == "help":
+        await pilot.press("f1")
+    if screen != "health":
+        app.workers.cancel_group(app, "health")
+    for box in app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause(0.2)
+
+
+def _lines(app: ConsoleApp) -> list[str]:
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("screen", SCREENS)
+def test_screen_snapshot(snap_home: GembaHome, snap_compare: Any, screen: str, lang: str,
+                         size: str) -> None:
+    app = _app(snap_home, screen, lang)
+    try:
+        assert snap_compare(app, terminal_size=SIZES[size],
+                            run_before=lambda pilot: _open(pilot, screen, lang))
+    finally:
+        app.client.close()
+
+
+def _run(home: GembaHome, screen: str, lang: str, size: tuple[int, int],
+         color_system: ColorSystem | None = None) -> tuple[list[str], list[tuple[str, Any]]]:
+    """The screen's text lines, and (text, style) of every visible segment."""
+    app = _app(home, screen, lang)
+
+    async def scenario() -> tuple[list[str], list[tuple[str, Any]]]:
+        async with app.run_test(size=size) as pilot:
+            await _open(pilot, screen, lang)
+            strips = app.screen._compositor.render_strips()
+            return _lines(app), [(seg.text, seg.style) for strip in strips for seg in strip]
+
+    try:
+        return asyncio.run(scenario())
+    finally:
+        app.client.close()
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+@pytest.mark.parametrize("screen", SCREENS)
+def test_nothing_is_clipped_at_80x24(snap_home: GembaHome, screen: str, lang: str) -> None:
+    lines, _ = _run(snap_home, screen, lang, (80, 24))
+    t = Strings(lang)
+    text = "\n".join(lines)
+    assert all(cell_len(line) == 80 for line in lines), "wide characters keep rows aligned"
+    footer = lines[-1]
+    # Signing in, only quitting works; everywhere else every key is shown, in full.
+    keys = ("key.quit",) if screen == "login" else (
+        "key.help", "key.ask", "key.history", "key.health", "key.signout", "key.cancel",
+        "key.quit")
+    for key in keys:
+        assert t(key) in footer, f"footer lost {t(key)!r}: {footer!r}"
+    status = lines[0]
+    if screen != "login":
+        operator = OPERATOR if screen == "history" else ASKER
+        assert status.rstrip().endswith(t("status.operator", operator=operator)), status
+    if screen == "ask":
+        for name in ("alarm", "step", "handover"):
+            assert t(f"key.{name}") in text
+    if screen == "help":
+        for line in t("help.text").splitlines():
+            assert line.strip() in text, f"help line wrapped or cut: {line!r}"
+    if screen == "health":
+        for name in ("cpu_temp_c", "mem_available_bytes", "tok_per_s"):
+            assert t(f"health.{name}") in text
+        assert "63.1 °C" in text and t("severity.careful") in text
+
+
+@pytest.mark.parametrize("screen", SCREENS)
+def test_every_cell_reads_on_a_16_colour_terminal(snap_home: GembaHome, screen: str) -> None:
+    """Downgraded to the 16 ANSI colours, no text lands on its own background colour."""
+    _, segments = _run(snap_home, screen, "en", (80, 24))
+    unreadable = []
+    for text, style in segments:
+        if not text.strip() or style is None or style.color is None or style.bgcolor is None:
+            continue
+        fg = style.color.downgrade(ColorSystem.STANDARD)
+        bg = style.bgcolor.downgrade(ColorSystem.STANDARD)
+        if fg.get_truecolor() == bg.get_truecolor():
+            unreadable.append((text.strip(), fg.name, bg.name))
+    assert not unreadable, f"text in its background's colour on 16 colours: {unreadable[:5]}"
+
+
+def test_operator_guide_pictures_are_the_snapshots() -> None:
+    """docs/operators.md shows what the console shows (`make pictures` copies them)."""
+    for screen, lang in DOC_PICTURES:
+        snapshot = SNAPSHOTS / f"test_screen_snapshot[{screen}-{lang}-80x24].svg"
+        picture = PICTURES / f"{screen}-{lang}.svg"
+        assert picture.exists() and picture.read_bytes() == snapshot.read_bytes(), \
+            f"{picture} is out of date: run `make pictures`"
