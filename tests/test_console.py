@@ -214,8 +214,10 @@ def test_unreachable_appliance_gives_the_question_back_with_an_error() -> None:
 
 # -- model text is data --------------------------------------------------------------------------
 def test_control_characters_never_reach_the_screen() -> None:
-    assert clean("[bold]x[/bold]\x1b[31mred\x1b[0m") == "[bold]x[/bold][31mred[0m"
-    assert clean("a\r\nb\tc\x07\x00\x7f\x9b2J") == "a\nb\tc2J"  # BEL, NUL, DEL, C1 CSI
+    # Whole escape sequences go, so no "[31m" is left to read.
+    assert clean("[bold]x[/bold]\x1b[31mred\x1b[0m") == "[bold]x[/bold]red"
+    assert clean("a\r\nb\tc\x07\x00\x7f\x9b2J") == "a\nb\tc"  # BEL, NUL, DEL, C1 CSI
+    assert clean("\x1b]0;pwned\x07ok") == "ok"  # a window-title change
     assert clean("Überdruck 5 °C – OK\n") == "Überdruck 5 °C – OK\n"
 
 
@@ -223,7 +225,7 @@ def test_control_characters_never_reach_the_screen() -> None:
 def test_markup_and_escapes_in_an_answer_show_as_plain_text(daemon: GembaHome) -> None:
     app = console(daemon, temperature=0.0, max_tokens=1500)
     hostile = "[bold]x[/bold]\x1b[31m[link=http://example.com]y[/link]"
-    expected = "[bold]x[/bold][31m[link=http://example.com]y[/link]"
+    expected = "[bold]x[/bold][link=http://example.com]y[/link]"
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
@@ -331,3 +333,72 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
 
     asked = [row for row in gemba_home.history() if row["title"] == question]
     assert asked and asked[0]["operator"] == "Wang Fang", "stored with who asked"
+
+
+@pytest.mark.model
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+@pytest.mark.parametrize("lang", ["zh", "ja"])
+def test_kiosk_console_in_a_real_terminal_in_chinese_and_japanese(gemba_home: GembaHome,
+                                                                 tmp_path: Path,
+                                                                 lang: str) -> None:
+    """Sign in with a CJK name, explain an alarm (F5), cancel an answer, read health (F4),
+    find the alarm in history (F3); Ctrl+Q does not leave a kiosk console."""
+    from appliance.console.i18n import Strings
+
+    t = Strings(lang)
+    name = {"zh": "王芳", "ja": "山田"}[lang]
+    gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\nidle_timeout_s = 300\n"
+                            f"[console]\nkiosk = true\nlang = \"{lang}\"\n")
+    script = tmp_path / "console.sh"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in gemba_home.env.items())
+    script.write_text(f"#!/bin/sh\n{exports}export LANG=C.UTF-8\n"
+                      f"cd {shlex.quote(str(gemba_home.home))}\n"
+                      f"{shlex.quote(PYTHON)} -m appliance console\n", encoding="utf-8")
+    script.chmod(0o755)
+    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def keys(*args: str) -> None:
+        _tmux(socket, "send-keys", "-t", "console", *args)
+
+    try:
+        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
+                        str(script))
+        assert started.returncode == 0, started.stderr
+        _wait_pane(socket, lambda p: t("login.prompt") in p, "the sign-in form", 180)
+        keys("-l", name)
+        keys("Enter")
+        _wait_pane(socket, lambda p: t("status.operator", operator=name) in p, "signed in", 10)
+
+        keys("F5")
+        _wait_pane(socket, lambda p: t("task.alarm.code") in p, "the alarm form", 10)
+        keys("-l", "E-104")
+        for _ in range(3):  # to the machine, to the notes, send: at a person's pace
+            time.sleep(0.3)
+            keys("Enter")
+        _wait_pane(socket, lambda p: "E-104" in p and t("state.ready") in p.splitlines()[0]
+                   and t("task.alarm.code") not in p, "the answer to the alarm", 120)
+
+        keys("-l", LONG_ANSWER_PROMPT)
+        keys("Enter")
+        _wait_pane(socket, lambda p: t("state.answering") in p, "answering", 30)
+        time.sleep(1.0)
+        keys("Escape")
+        _wait_pane(socket, lambda p: t("note.cancelled").strip()[:6] in p, "the cancel mark", 30)
+
+        keys("F4")
+        _wait_pane(socket, lambda p: t("health.mem_available_bytes") in p and "GiB" in p,
+                   "the health screen", 15)
+        keys("F3")
+        _wait_pane(socket, lambda p: t("history.search") in p and "E-104" in p,
+                   "the alarm in history", 15)
+
+        keys("C-q")
+        time.sleep(1.0)
+        pane = _pane(socket)
+        assert t("history.search") in pane, f"a kiosk console quit on Ctrl+Q:\n{pane}"
+    finally:
+        _tmux(socket, "kill-server")
+        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmux_dir / socket).unlink(missing_ok=True)
+    asked = gemba_home.history()
+    assert any(row["operator"] == name and "E-104" in row["title"] for row in asked), asked

@@ -1,0 +1,167 @@
+"""Operator flows against real daemons: a task form answered and stored with who asked, sign-out,
+the Health screen of a hot box, a lost daemon brought back, and a kiosk that will not quit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, Static
+
+from appliance.client import ApplianceClient
+from appliance.config import Paths, load_settings
+from appliance.console.app import ConsoleApp
+from appliance.console.health import FigureRow, HealthScreen
+from appliance.console.login import LoginScreen
+from appliance.launcher import ensure_daemon
+from tests.conftest import GembaHome
+
+pytestmark = pytest.mark.model
+SIZE = (80, 24)
+HOT_BOX = "ambient_c=60,r_c_per_w=4,c_j_per_c=3.75,idle_w=1,load_w=10,full_tok_per_s=80"
+LIMITS = "cpu_careful_c = 55\ncpu_warning_c = 70\ncpu_critical_c = 80\nsensors_expected = true\n"
+
+
+def _text(app: ConsoleApp) -> str:
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+async def _until(pilot: Pilot[Any], condition: Callable[[], bool], what: str,
+                 seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}; the screen shows:\n"
+                                 f"{_text(pilot.app)}")  # type: ignore[arg-type]
+        await pilot.pause(0.1)
+
+
+def _answers(app: ConsoleApp) -> list[str]:
+    return [str(w.content) for w in app.screen_stack[0].query(".answer").results(Static)]
+
+
+def test_alarm_form_asks_for_the_operator_and_sign_out_hands_over(daemon: GembaHome) -> None:
+    client = ApplianceClient(daemon.url)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", temperature=0.0, max_tokens=24)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: isinstance(app.screen, LoginScreen), "the sign-in form")
+            await pilot.press("enter")  # no name: refused, the form stays
+            assert isinstance(app.screen, LoginScreen)
+            await pilot.press(*"Zhao", "enter")
+            await _until(pilot, lambda: "| operator Zhao" in _text(app), "Zhao signed in", 5)
+
+            await pilot.press("f5", "enter", "enter", "enter")  # the alarm code is required
+            assert "Alarm code is needed." in _text(app)
+            await pilot.press(*"E-217", "enter", *"Oven2", "enter", "enter")
+            await _until(pilot, lambda: len(_answers(app)) == 1 and not app.answering,
+                         "the answer to the alarm form")
+            asked = str(app.query_one(".question", Static).content)
+            assert "E-217" in asked and "Oven2" in asked and "Observed" not in asked
+            assert "Could not answer" not in _answers(app)[0]
+
+            await pilot.press("f9")  # the next operator gets a clean screen
+            await _until(pilot, lambda: isinstance(app.screen, LoginScreen), "sign-in again", 5)
+            assert not app.screen_stack[0].query(".answer")
+            await pilot.press(*"Sun", "enter")
+            await _until(pilot, lambda: "| operator Sun" in _text(app), "Sun signed in", 5)
+
+    try:
+        asyncio.run(scenario())
+        rows = client.conversations(5, "E-217", operator="Zhao")
+    finally:
+        client.close()
+    assert rows and rows[0]["title"].startswith("Explain alarm E-217 on Oven2")
+
+
+def test_health_shows_a_hot_box_against_its_budget(gemba_home: GembaHome) -> None:
+    gemba_home.extra_env["GEMBA_SIMULATED_THERMAL"] = HOT_BOX
+    gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\n[budgets]\n{LIMITS}")
+    gemba_home.start_daemon()
+    client = ApplianceClient(gemba_home.url)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester")
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("f4")
+            assert isinstance(app.screen, HealthScreen)
+            row = app.screen.query_one("#figure-cpu_temp_c", FigureRow)
+            await _until(pilot, lambda: row.has_class("careful"), "CPU temperature at careful")
+            text = _text(app)
+            cpu_line = next(line for line in text.splitlines() if "CPU temperature" in line)
+            assert "°C" in cpu_line and "careful" in cpu_line
+            assert "GiB" in next(line for line in text.splitlines() if "Free memory" in line)
+            assert "not measured" in next(line for line in text.splitlines()
+                                          if "GPU temperature" in line)
+            assert "budget careful" in text.splitlines()[0], "the status line says so too"
+            assert "Governor: slowed" in text
+            await pilot.press("escape")  # nothing streams: back to Ask
+            assert not isinstance(app.screen, HealthScreen)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client.close()
+
+
+def test_a_lost_daemon_shows_a_banner_and_the_console_brings_it_back(
+        gemba_home: GembaHome, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in gemba_home.env.items():
+        monkeypatch.setenv(key, value)  # ensure_daemon reads this home's config and paths
+    paths = Paths.from_env()
+    settings = load_settings(paths.config_file)
+    gemba_home.start_daemon()
+    client = ApplianceClient(gemba_home.url, client_kind="console")
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester", temperature=0.0,
+                     max_tokens=8, restart=lambda: ensure_daemon(settings, paths, print))
+    app.RESTART_AFTER_S = 1.0
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            banner = app.query_one("#banner", Static)
+            await _until(pilot, lambda: "| ready" in _text(app), "ready", 30)
+            assert not banner.display
+            stopped = gemba_home.gemba("stop", timeout=30)
+            assert stopped.returncode == 0, stopped.stderr
+            await _until(pilot, lambda: banner.display, "the offline banner", 15)
+            assert "Connection to the appliance lost" in _text(app)
+            assert "offline: reconnecting" in _text(app).splitlines()[0]
+            await _until(pilot, lambda: not banner.display and "| ready" in _text(app),
+                         "the daemon to come back", 120)
+            app.query_one("#question", Input).value = "Are you back?"
+            await pilot.press("enter")
+            await _until(pilot, lambda: len(_answers(app)) == 1 and not app.answering,
+                         "an answer after the reconnect")
+            assert "Could not answer" not in _answers(app)[0]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client.close()
+
+
+def test_kiosk_console_cannot_be_quit(daemon: GembaHome) -> None:
+    client = ApplianceClient(daemon.url)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester", kiosk=True)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.3)
+            assert app.is_running and app.return_code is None
+            assert "Quit" not in _text(app).splitlines()[-1]
+            await pilot.press("f9")  # signing out still works: the console stays up
+            assert isinstance(app.screen, LoginScreen)
+            await pilot.press("ctrl+q")
+            await pilot.pause(0.3)
+            assert app.is_running
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client.close()
