@@ -269,6 +269,17 @@ def _wait_pane(socket: str, condition: Callable[[str], bool], what: str,
     return pane
 
 
+def _console_script(home: GembaHome, tmp_path: Path, after: str = "") -> Path:
+    """A shell script that runs `gemba console` in this home, as a terminal would."""
+    script = tmp_path / "console.sh"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in home.env.items())
+    script.write_text(f"#!/bin/sh\n{exports}export LANG=C.UTF-8\n"
+                      f"cd {shlex.quote(str(home.home))}\n"
+                      f"{shlex.quote(PYTHON)} -m appliance console\n{after}", encoding="utf-8")
+    script.chmod(0o755)
+    return script
+
+
 def _answered(question: str) -> Callable[[str], bool]:
     def check(pane: str) -> bool:
         lines = pane.splitlines()
@@ -289,12 +300,8 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
                                                             tmp_path: Path) -> None:
     question = "What does alarm E-104 mean?"
     exit_file = tmp_path / "console.exit"
-    script = tmp_path / "console.sh"
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in gemba_home.env.items())
-    script.write_text(f"#!/bin/sh\n{exports}cd {shlex.quote(str(gemba_home.home))}\n"
-                      f"{shlex.quote(PYTHON)} -m appliance console\n"
-                      f"echo $? > {shlex.quote(str(exit_file))}\n", encoding="utf-8")
-    script.chmod(0o755)
+    script = _console_script(gemba_home, tmp_path,
+                             f"echo $? > {shlex.quote(str(exit_file))}\n")
     socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
@@ -349,12 +356,7 @@ def test_kiosk_console_in_a_real_terminal_in_chinese_and_japanese(gemba_home: Ge
     name = {"zh": "王芳", "ja": "山田"}[lang]
     gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\nidle_timeout_s = 300\n"
                             f"[console]\nkiosk = true\nlang = \"{lang}\"\n")
-    script = tmp_path / "console.sh"
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in gemba_home.env.items())
-    script.write_text(f"#!/bin/sh\n{exports}export LANG=C.UTF-8\n"
-                      f"cd {shlex.quote(str(gemba_home.home))}\n"
-                      f"{shlex.quote(PYTHON)} -m appliance console\n", encoding="utf-8")
-    script.chmod(0o755)
+    script = _console_script(gemba_home, tmp_path)
     socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
     def keys(*args: str) -> None:

@@ -165,3 +165,12 @@ def test_kiosk_console_cannot_be_quit(daemon: GembaHome) -> None:
         asyncio.run(scenario())
     finally:
         client.close()
+
+
+def test_console_refuses_a_bad_operator_name_before_starting_anything(
+        gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("console", "--operator", "<script>", timeout=60)
+    assert result.returncode == 65
+    assert "--operator '<script>' is not a badge or name" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert gemba_home.health() is None, "no daemon was started for a refused console"

@@ -20,13 +20,13 @@ from appliance.client import ApplianceClient, Done, Started, Text
 from appliance.config import Paths, Settings
 from appliance.console.health import HealthScreen
 from appliance.console.i18n import Strings
-from appliance.console.login import LoginScreen
+from appliance.console.login import LoginScreen, valid_operator
 from appliance.console.screens import HelpScreen, HistoryScreen
 from appliance.console.status import StatusLine
 from appliance.console.tasks import TASKS, TaskForm
 from appliance.console.text import clean
 from appliance.console.theme import ISA101
-from appliance.errors import GembaError
+from appliance.errors import GembaError, RequestError
 
 
 class AnswerText(Message):
@@ -404,11 +404,15 @@ def run_console(settings: Settings, paths: Paths, url: str | None, lang: str | N
     def restart() -> None:
         ensure_daemon(settings, paths, lambda _: None)  # quietly: the TUI owns the screen
 
+    if operator is not None and valid_operator(operator) is None:
+        raise RequestError(f"--operator {operator!r} is not a badge or name",
+                           "use 1 to 64 letters, digits, spaces, '-', '_' or '.'")
     base_url = url or ensure_daemon(settings, paths, say)
     client = ApplianceClient(base_url, settings.daemon.api_key, client_kind="console")
     health = client.health() or {}
     try:
-        ConsoleApp(client, health.get("model_id", settings.model.id), operator=operator,
+        ConsoleApp(client, health.get("model_id", settings.model.id),
+                   operator=valid_operator(operator) if operator else None,
                    lang=lang or settings.console.lang, kiosk=settings.console.kiosk,
                    restart=None if url else restart).run()
     finally:
