@@ -39,8 +39,11 @@ def _read_state(paths: Paths) -> dict[str, Any] | None:
         return None
 
 
-def ensure_daemon(settings: Settings, paths: Paths, say: Say) -> str:
-    """URL of a ready local daemon, starting one if none answers."""
+def ensure_daemon(settings: Settings, paths: Paths, say: Say, until_ready: bool = True) -> str:
+    """URL of a ready local daemon, starting one if none answers.
+
+    `until_ready=False` returns once the daemon answers at all (it may still be loading the
+    model): the console opens at once and says "loading"."""
     url = local_url(settings)
     client = ApplianceClient(url, settings.daemon.api_key)
     try:
@@ -52,7 +55,7 @@ def ensure_daemon(settings: Settings, paths: Paths, say: Say) -> str:
         if health is None:
             say(f"Starting the Gemba appliance daemon ({settings.model.id})…")
             process = _spawn(settings, paths)
-        return _wait_ready(client, process, paths, say)
+        return _wait_ready(client, process, paths, say, until_ready)
     finally:
         client.close()
 
@@ -72,13 +75,13 @@ def _spawn(settings: Settings, paths: Paths) -> subprocess.Popen[bytes]:
 
 
 def _wait_ready(client: ApplianceClient, process: subprocess.Popen[bytes] | None, paths: Paths,
-                say: Say) -> str:
+                say: Say, until_ready: bool = True) -> str:
     deadline = time.monotonic() + _START_TIMEOUT_S
     last_state = None
     while time.monotonic() < deadline:
         health = client.health()
         if health is not None:
-            if health.get("ready"):
+            if health.get("ready") or (not until_ready and health.get("state") != "failed"):
                 return client.base_url
             state = health.get("state")
             if state == "failed":

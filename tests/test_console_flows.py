@@ -14,7 +14,7 @@ from textual.widgets import Input, Static
 
 from appliance.client import ApplianceClient
 from appliance.config import Paths, load_settings
-from appliance.console.app import ConsoleApp
+from appliance.console.app import ConsoleApp, HealthChanged
 from appliance.console.health import FigureRow, HealthScreen
 from appliance.console.login import LoginScreen
 from appliance.launcher import ensure_daemon
@@ -174,3 +174,26 @@ def test_console_refuses_a_bad_operator_name_before_starting_anything(
     assert "--operator '<script>' is not a badge or name" in result.stderr
     assert "Traceback" not in result.stderr
     assert gemba_home.health() is None, "no daemon was started for a refused console"
+
+
+def test_a_failed_engine_shows_why_in_a_banner(daemon: GembaHome) -> None:
+    client = ApplianceClient(daemon.url)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester", lang="zh")
+    reason = "the model could not be loaded: out of memory"
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: "就绪" in _text(app), "ready", 30)
+            app.workers.cancel_group(app, "health")  # the daemon here is fine: say it is not
+            await _until(pilot, lambda: all(w.is_finished for w in app.workers), "the poller", 10)
+            app.post_message(HealthChanged("failed", "ok", reason))
+            await _until(pilot, lambda: app.query_one("#banner", Static).display, "the banner", 5)
+            text = _text(app)
+            wrapped = "".join(text.split())  # the banner wraps at 80 columns
+            assert "".join(f"引擎故障：{reason}".split()) in wrapped
+            assert "引擎故障" in text.splitlines()[0]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client.close()

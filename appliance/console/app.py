@@ -54,10 +54,11 @@ class AnswerFailed(Message):
 class HealthChanged(Message):
     """The daemon's state as the status line shows it; a newer one replaces an unread one."""
 
-    def __init__(self, state: str, severity: str) -> None:
+    def __init__(self, state: str, severity: str, detail: str = "") -> None:
         super().__init__()
         self.state = state
         self.severity = severity
+        self.detail = detail
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, HealthChanged)
@@ -195,7 +196,8 @@ class ConsoleApp(App[None]):
                 # a second old by the time it is drawn (or another console's: it is queued).
                 state = state if state in _KNOWN_STATES and state != "answering" else "ready"
                 severity = (health.get("governor") or {}).get("severity", "ok")
-            self.post_message(HealthChanged(state, severity))
+            detail = (health or {}).get("detail") or ""
+            self.post_message(HealthChanged(state, severity, detail))
             time.sleep(self.HEALTH_INTERVAL_S)
 
     def _restart_daemon(self) -> None:
@@ -211,7 +213,12 @@ class ConsoleApp(App[None]):
         self._engine_state, self._severity = message.state, message.severity
         if changed and self._local_state == "error":
             self._local_state = None  # the engine moved on: the old error no longer applies
-        self.screen_stack[0].query_one("#banner").display = message.state == "offline"
+        banner = self.screen_stack[0].query_one("#banner", Static)
+        banner.display = message.state in ("offline", "failed")
+        if message.state == "failed":  # the reason, for the engineer the operator calls
+            banner.update(self.t("banner.failed", detail=message.detail or "?"))
+        elif message.state == "offline":
+            banner.update(self.t("banner.offline"))
         self.refresh_status()
 
     @on(Input.Submitted, "#question")
@@ -402,12 +409,14 @@ def run_console(settings: Settings, paths: Paths, url: str | None, lang: str | N
         print(message, flush=True)
 
     def restart() -> None:
-        ensure_daemon(settings, paths, lambda _: None)  # quietly: the TUI owns the screen
+        # Quietly (the TUI owns the screen), and back as soon as it answers: "loading" shows.
+        ensure_daemon(settings, paths, lambda _: None, until_ready=False)
 
     if operator is not None and valid_operator(operator) is None:
         raise RequestError(f"--operator {operator!r} is not a badge or name",
                            "use 1 to 64 letters, digits, spaces, '-', '_' or '.'")
-    base_url = url or ensure_daemon(settings, paths, say)
+    # The console opens while the model loads; its status line says "loading" until ready.
+    base_url = url or ensure_daemon(settings, paths, say, until_ready=False)
     client = ApplianceClient(base_url, settings.daemon.api_key, client_kind="console")
     health = client.health() or {}
     try:
