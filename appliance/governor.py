@@ -135,15 +135,15 @@ def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: f
         return _fallback(previous, budgets, now_s, "no temperature sensor can be read",
                          values)
     severity, hottest = _worst(figures, previous.severity, budgets.hysteresis_c)
-    memory_short = budgets.mem_reserve_bytes and \
-        sample.mem_available_bytes < budgets.mem_reserve_bytes
+    memory_short = figure_severity("mem_available_bytes", sample.mem_available_bytes,
+                                   budgets) == Severity.WARNING
     if memory_short and severity < Severity.WARNING:
         severity = Severity.WARNING
     severity = _dwell(previous, severity, budgets, now_s)
     mode = _MODE_FOR[severity]
     slope = _slope(previous, hottest, dt)
     integral, duty = _control(previous, mode, hottest, budgets, dt, slope)
-    reason = _reason(mode, hottest, bool(memory_short), sample, budgets)
+    reason = _reason(mode, hottest, memory_short, sample, budgets)
     since = previous.since_s if mode == previous.mode else now_s
     return Decision(mode, duty, severity, reason, since, now_s, values, integral, slope,
                     hottest.name if hottest is not None else None)
@@ -178,7 +178,7 @@ def figure_severity(name: str, value: float | None, budgets: Budgets) -> Severit
     if value is None:
         return None
     if name == "mem_available_bytes":
-        short = budgets.mem_reserve_bytes and value < budgets.mem_reserve_bytes
+        short = bool(budgets.mem_reserve_bytes) and value < budgets.mem_reserve_bytes
         return Severity.WARNING if short else Severity.OK
     limits = limits_for(budgets).get(name)
     return limits.level(value) if limits is not None else None

@@ -53,6 +53,8 @@ def test_alarm_form_asks_for_the_operator_and_sign_out_hands_over(daemon: GembaH
             await _until(pilot, lambda: isinstance(app.screen, LoginScreen), "the sign-in form")
             await pilot.press("enter")  # no name: refused, the form stays
             assert isinstance(app.screen, LoginScreen)
+            await pilot.press("f3", "f4", "f5", "f9", "escape")  # no way around the sign-in
+            assert isinstance(app.screen, LoginScreen) and len(app.screen_stack) == 2
             await pilot.press(*"Zhao", "enter")
             await _until(pilot, lambda: "| operator Zhao" in _text(app), "Zhao signed in", 5)
 

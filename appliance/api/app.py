@@ -85,10 +85,11 @@ def create_app(service: ChatService, settings: Settings,
         if not 1 <= seconds <= 86400:
             raise RequestError("field 'seconds' must be between 1 and 86400",
                                "ask for at most a day of per-second telemetry")
+        # The health rides along: the Health screen needs both, in one request.
         if telemetry is None:
             return {"seconds": seconds, "governor": None, "latest": {}, "limits": {},
-                    "samples": []}
-        return telemetry(seconds)
+                    "samples": [], "health": health()}
+        return {**telemetry(seconds), "health": health()}
 
     @app.get("/v1/appliance/conversations")
     async def conversations_list(limit: int = 50, q: str | None = None,

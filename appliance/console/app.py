@@ -152,7 +152,7 @@ class ConsoleApp(App[None]):
         self._ask("#question", Input).focus()
 
     def _status_model(self) -> str:
-        return self.t("status", model=self.model_id, state="").rstrip(" |")
+        return self.t("status", model=self.model_id)
 
     def _status(self) -> str:
         state = self._local_state or self._engine_state
@@ -334,19 +334,15 @@ class ConsoleApp(App[None]):
         self._ask("#question", Input).focus()
 
     def _to_ask(self) -> None:
-        while len(self.screen_stack) > 1 and not isinstance(self.screen, LoginScreen):
+        while len(self.screen_stack) > 1:
             self.pop_screen()
 
     def _show(self, screen: Screen[None]) -> None:
         """One task screen at a time on top of Ask; the answer in progress keeps streaming."""
-        if isinstance(self.screen, LoginScreen):
-            return
         self._to_ask()
         self.push_screen(screen)
 
     def action_task(self, name: str) -> None:
-        if isinstance(self.screen, LoginScreen):
-            return
         if self.answering:
             self.notify(self.t("busy"), severity="warning")
             return
@@ -362,8 +358,6 @@ class ConsoleApp(App[None]):
         self.action_task((event.button.id or "").removeprefix("task-"))
 
     def action_sign_out(self) -> None:
-        if isinstance(self.screen, LoginScreen):
-            return
         self._to_ask()
         if self.answering:
             self.action_cancel()  # the answer is kept in history, marked cancelled
@@ -372,26 +366,20 @@ class ConsoleApp(App[None]):
         self.refresh_status()
         self.push_screen(LoginScreen(self.t), self._signed_in)
 
-    async def action_quit(self) -> None:
-        if self.kiosk:  # reached only by a stray binding: kiosk has no quit key
-            self.notify(self.t("banner.kiosk"), severity="warning")
-            return
-        await super().action_quit()
-
     def action_cancel(self) -> None:
         """Escape stops the answer; with none streaming, it goes back to Ask."""
         if self.answering:
             self.workers.cancel_group(self, "answer")
             self._set_state("cancelling")
-        elif not isinstance(self.screen, LoginScreen):
+        else:
             self.action_show_ask()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """While someone signs in only the sign-in form works (and quit, off kiosk); the footer
-        hides the other keys."""
-        if isinstance(self.screen, LoginScreen):
-            return action == "quit"
-        return True
+        """The one gate for keys: a kiosk never quits, and while someone signs in only the
+        sign-in form works (the footer hides the other keys)."""
+        if action == "quit":
+            return not self.kiosk
+        return not isinstance(self.screen, LoginScreen)
 
     def on_key(self, event: events.Key) -> None:
         # Reading back by keyboard (gloves, no mouse) stops the view following the answer too.

@@ -107,10 +107,11 @@ class Trend(Widget):
 
     history: reactive[tuple[float, ...]] = reactive(())
 
-    def __init__(self, high: float | None = None, lower_is_worse: bool = False,
-                 classes: str | None = None) -> None:
+    def __init__(self, lower_is_worse: bool = False, classes: str | None = None) -> None:
         super().__init__(classes=classes)
-        self.high, self.worst = high, (min if lower_is_worse else max)
+        self.high: float | None = None
+        """The top of the scale, set with each figure (its critical limit)."""
+        self.worst = min if lower_is_worse else max
 
     def render(self) -> str:
         return trend(self.history, self.size.width, self.high, self.worst)
@@ -185,7 +186,7 @@ class HealthScreen(Screen[None]):
         while not worker.is_cancelled:
             try:
                 body = self.client.telemetry(TREND_S)
-                self.post_message(TelemetryArrived(telemetry_from(body, self.client.health())))
+                self.post_message(TelemetryArrived(telemetry_from(body, body.get("health"))))
             except GembaError as error:
                 self.post_message(TelemetryArrived(None, error.message))
             deadline = time.monotonic() + self.POLL_S
