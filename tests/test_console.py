@@ -354,7 +354,10 @@ def test_kiosk_console_in_a_real_terminal_in_chinese_and_japanese(gemba_home: Ge
 
     t = Strings(lang)
     name = {"zh": "王芳", "ja": "山田"}[lang]
+    # Temperature 0: the long list must still be streaming when Esc comes (sampled, the model
+    # may stop after ten numbers, and there is nothing left to cancel).
     gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\nidle_timeout_s = 300\n"
+                            "[generation]\ntemperature = 0.0\n"
                             f"[console]\nkiosk = true\nlang = \"{lang}\"\n")
     script = _console_script(gemba_home, tmp_path)
     socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
