@@ -93,7 +93,7 @@ async def ask(pilot: Pilot[Any], app: ConsoleApp, question: str) -> None:
 def test_operator_sees_streamed_answer_and_it_lands_in_history(daemon: GembaHome) -> None:
     question = "What does alarm E-104 mean?"
     before = conversation_ids(daemon)
-    app = console(daemon)
+    app = console(daemon, temperature=0.0)  # the same answer every run
     seen: dict[str, str] = {}
 
     async def scenario() -> None:
@@ -299,6 +299,8 @@ def _answered(question: str) -> Callable[[str], bool]:
 def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHome,
                                                             tmp_path: Path) -> None:
     question = "What does alarm E-104 mean?"
+    gemba_home.write_config(gemba_home.config_file.read_text()  # the same answer every run
+                            + "[generation]\ntemperature = 0.0\n")
     exit_file = tmp_path / "console.exit"
     script = _console_script(gemba_home, tmp_path,
                              f"echo $? > {shlex.quote(str(exit_file))}\n")

@@ -52,7 +52,8 @@ def test_history_finds_and_reopens_a_past_answer(daemon: GembaHome) -> None:
             assert tag in _screen_text(app)
             await pilot.press("enter")  # open the highlighted conversation
             await _until(pilot, lambda: "A: " in _screen_text(app))
-            assert answer.strip()[:15] in _screen_text(app).replace("\n", " ")
+            # Compared with whitespace folded: the answer may wrap or hold blank lines.
+            assert " ".join(answer.split())[:15] in " ".join(_screen_text(app).split())
             await pilot.press("f2")
             assert not isinstance(app.screen, HistoryScreen)
             assert app.focused is app.query_one("#question")
