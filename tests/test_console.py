@@ -378,10 +378,8 @@ def test_kiosk_console_in_a_real_terminal_in_chinese_and_japanese(gemba_home: Ge
 
         keys("F5")
         _wait_pane(socket, lambda p: t("task.alarm.code") in p, "the alarm form", 10)
-        keys("-l", "E-104")
-        for _ in range(3):  # to the machine, to the notes, send: at a person's pace
-            time.sleep(0.3)
-            keys("Enter")
+        # Typed ahead in one burst, as a laggy SSH link delivers it: code, machine, no notes.
+        keys("-l", "E-104\rM3\r\r")
         _wait_pane(socket, lambda p: "E-104" in p and t("state.ready") in p.splitlines()[0]
                    and t("task.alarm.code") not in p, "the answer to the alarm", 120)
 
@@ -408,4 +406,5 @@ def test_kiosk_console_in_a_real_terminal_in_chinese_and_japanese(gemba_home: Ge
         tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
         (tmux_dir / socket).unlink(missing_ok=True)
     asked = gemba_home.history()
-    assert any(row["operator"] == name and "E-104" in row["title"] for row in asked), asked
+    assert any(row["operator"] == name and "E-104" in row["title"] and "M3" in row["title"]
+               for row in asked), asked

@@ -16,11 +16,12 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from textual import events
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 import appliance.console
 from appliance.api.app import create_app
@@ -149,6 +150,40 @@ def test_task_form_without_the_required_field_stays_and_names_it(lang: str) -> N
         assert focused_id(app) == "task-procedure"
 
     run_modal(TaskForm(task, t), scenario)
+
+
+def _burst(app: Host, typed: str) -> None:
+    """Keys as a slow serial line or a laggy SSH link delivers them: all in one read, before the
+    console has handled the first (Pilot's `press` waits after each key, a terminal does not)."""
+    for char in typed:
+        app.post_message(events.Key("enter" if char == "\r" else char, char))
+
+
+def test_task_form_keeps_keys_typed_ahead_in_their_fields() -> None:
+    t = Strings("en")
+
+    async def scenario(pilot: Pilot[None], app: Host) -> None:
+        _burst(app, "E-104\rLine 3\rbelt slips\r")
+        for _ in range(100):
+            if app.results:
+                break
+            await pilot.pause(0.02)
+        assert app.results == [build_prompt(TASKS["alarm"], {
+            "code": "E-104", "machine": "Line 3", "notes": "belt slips"}, t)]
+
+    run_modal(TaskForm(TASKS["alarm"], t), scenario)
+
+
+def test_task_form_typed_ahead_without_the_required_field_waits_on_it() -> None:
+    async def scenario(pilot: Pilot[None], app: Host) -> None:
+        _burst(app, "\rPress 7\rstep 3\rwel")  # no procedure; the rest goes where Enter led
+        await pilot.pause(0.3)
+        assert app.results == [] and focused_id(app) == "task-procedure"
+        form = app.screen
+        assert [form.query_one(f"#task-{f}", Input).value
+                for f in ("procedure", "machine", "notes")] == ["wel", "Press 7", "step 3"]
+
+    run_modal(TaskForm(TASKS["step"], Strings("en")), scenario)
 
 
 def test_task_form_escape_goes_back_without_a_prompt() -> None:

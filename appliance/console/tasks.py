@@ -4,9 +4,10 @@ question for them, in their language. `build_prompt` is pure; `TaskForm` only co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from textual import on
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -50,6 +51,32 @@ def build_prompt(task: Task, values: dict[str, str], t: Strings) -> str:
     return t(f"task.{task.name}.prompt", **parts).strip()
 
 
+class FieldInput(Input):
+    """An input that keeps keys typed ahead in order, field by field.
+
+    Textual hands each key to the widget focused when the app reads it, and resolves Enter only
+    after the key has gone back up to the app. A burst of keys (a slow serial line, a laggy SSH
+    link, a quick typist on a busy box) therefore all landed in the first field. Here Enter is
+    handled in this input's own queue, in order with the characters before it; `on_enter` moves
+    the focus at once, and the keys queued here after it are passed on to the new field.
+    """
+
+    def __init__(self, on_enter: Callable[[FieldInput], None], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self._on_enter = on_enter
+
+    async def _on_key(self, event: events.Key) -> None:
+        focused = self.screen.focused
+        if focused is not None and focused is not self:  # typed ahead, for a later field
+            event.stop()
+            event.prevent_default()
+            focused._forward_event(events.Key(event.key, event.character))
+        elif event.key == "enter":
+            event.stop()
+            event.prevent_default()  # not Input's binding, which would act too late
+            self._on_enter(self)
+
+
 class TaskForm(ModalScreen[str | None]):
     """Enter moves to the next field and sends from the last; Escape goes back (None)."""
 
@@ -66,23 +93,26 @@ class TaskForm(ModalScreen[str | None]):
                          markup=False)
             for field in self.job.fields:
                 yield Label(field_label(self.job, field, self.t), markup=False)
-                yield Input(id=f"task-{field}", max_length=500)
+                yield FieldInput(self.next_field, id=f"task-{field}", max_length=500)
             yield Static(self.t("task.send"), id="task-hint", markup=False)
 
-    @on(Input.Submitted)
-    def next_field(self, event: Input.Submitted) -> None:
+    def _field(self, name: str) -> FieldInput:
+        return self.query_one(f"#task-{name}", FieldInput)
+
+    def next_field(self, entered: FieldInput) -> None:
+        """Enter in a field: on to the next one, or send the form from the last."""
         fields = self.job.fields
-        name = (event.input.id or "").removeprefix("task-")
+        name = (entered.id or "").removeprefix("task-")
         if name != fields[-1]:
-            self.query_one(f"#task-{fields[fields.index(name) + 1]}", Input).focus()
-            return
-        values = {f: self.query_one(f"#task-{f}", Input).value for f in fields}
+            self.set_focus(self._field(fields[fields.index(name) + 1]))  # now, not after a
+            return  # refresh: the keys typed ahead must find it focused
+        values = {f: self._field(f).value for f in fields}
         missing = next((f for f in self.job.required if not values[f].strip()), None)
         if missing is not None:
             label = field_label(self.job, missing, self.t)
             self.query_one("#task-hint", Static).update(self.t("task.required", field=label))
             self.query_one("#task-hint", Static).add_class("error")
-            self.query_one(f"#task-{missing}", Input).focus()
+            self.set_focus(self._field(missing))
             return
         self.dismiss(build_prompt(self.job, values, self.t))
 
