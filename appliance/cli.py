@@ -223,7 +223,7 @@ def history(click_ctx: click.Context, as_json: bool, limit: int, search: str | N
     if click_ctx.invoked_subcommand is not None:
         return
     from appliance.store import open_store
-    from appliance.store.conversations import list_conversations
+    from appliance.store.conversations import list_conversations, local_time
 
     ctx = click_ctx.ensure_object(_Context)
     rows = list_conversations(open_store(ctx.paths.db_file), limit, search)
@@ -234,7 +234,7 @@ def history(click_ctx: click.Context, as_json: bool, limit: int, search: str | N
         _say("No conversations yet. Ask one with: gemba ask \"…\"")
     for row in rows:
         outcome = row["last_finish_reason"] or "-"
-        click.echo(f"{row['id']:>5}  {row['updated_at'][:19].replace('T', ' ')}  "
+        click.echo(f"{row['id']:>5}  {local_time(row['updated_at'])}  "
                    f"{outcome:<9} {row['operator'] or '':<10} {row['title']}")
 
 
@@ -245,13 +245,13 @@ def history(click_ctx: click.Context, as_json: bool, limit: int, search: str | N
 def history_show(ctx: _Context, conversation_id: int, as_json: bool) -> None:
     """Show one conversation with every question and answer."""
     from appliance.store import open_store
-    from appliance.store.conversations import get_conversation
+    from appliance.store.conversations import get_conversation, local_time
 
     conversation = get_conversation(open_store(ctx.paths.db_file), conversation_id)
     if as_json:
         _print_json(conversation)
         return
-    click.echo(f"Conversation {conversation['id']}  {conversation['created_at'][:19]}  "
+    click.echo(f"Conversation {conversation['id']}  {local_time(conversation['created_at'])}  "
                f"model {conversation['model_id']}")
     for message in conversation["messages"]:
         label = "Q" if message["role"] == "user" else "A"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,12 +30,18 @@ from appliance.config import Settings
 from appliance.console.health import FIGURES, Figure, FigureRow, format_value, telemetry_from, trend
 from appliance.console.i18n import LANGUAGES, Strings
 from appliance.console.login import MAX_OPERATOR_CHARS, LoginScreen, valid_operator
+from appliance.console.screens import row_text
 from appliance.console.tasks import TASKS, TaskForm, build_prompt, field_label
 from appliance.console.theme import ISA101
 from appliance.governor import Budgets, Limits, Severity, figure_severity, limits_for
 from appliance.hardware.telemetry import Sample
 from appliance.store import open_store
-from appliance.store.conversations import add_question, list_conversations, start_conversation
+from appliance.store.conversations import (
+    add_question,
+    list_conversations,
+    local_time,
+    start_conversation,
+)
 from appliance.store.telemetry import TelemetryStore
 from tests.conftest import GembaHome
 
@@ -194,6 +200,25 @@ def test_task_form_escape_goes_back_without_a_prompt() -> None:
         assert not isinstance(app.screen, TaskForm)
 
     run_modal(TaskForm(TASKS["alarm"], Strings("en")), scenario)
+
+
+# -- 2b. history times ---------------------------------------------------------------------------
+@pytest.fixture
+def plant_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process on a plant's clock in China (UTC+8), then back."""
+    monkeypatch.setenv("TZ", "CST-8")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_history_shows_the_time_on_the_plant_clock_not_utc(plant_clock: None) -> None:
+    row = {"updated_at": "2026-11-20T22:10:00.000+00:00", "title": "E-104?",
+           "last_finish_reason": "stop", "operator": "Li Wei"}
+    assert row_text(row, with_operator=False) == "11-21 06:10  E-104?"  # past midnight there
+    assert local_time(row["updated_at"]) == "2026-11-21 06:10:00"  # `gemba history` too
+    assert local_time("yesterday") == "yesterday"  # shown as stored, not a crash
 
 
 # -- 3. sign-in -----------------------------------------------------------------------------------

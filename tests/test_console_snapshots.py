@@ -3,9 +3,9 @@ legible on a 16-colour terminal.
 
 The console runs against a real daemon and model in its own home. Its history is asked through
 the API and then dated to fixed times, so the pictures do not change from run to run; the model
-answers at temperature 0. The Health screen shows a recorded hot box
-(tests/fixtures/console/hot_box_telemetry.json): this VM has no temperature sensor. Cursor blink
-and the pollers are frozen before each picture. The 80x24 pictures of docs/operators.md are
+answers at temperature 0, and the console's clock is UTC (history shows local time). The Health
+screen shows a recorded hot box (tests/fixtures/console/hot_box_telemetry.json): this VM has no
+temperature sensor. Cursor blink and the pollers are frozen before each picture. The 80x24 pictures of docs/operators.md are
 copies of these snapshots (`make pictures`); a test keeps them equal.
 
 Update after a deliberate change: `.venv/bin/python -m pytest tests/test_console_snapshots.py
@@ -51,6 +51,16 @@ QUESTIONS = {
 SNAPSHOTS = ROOT / "tests/__snapshots__/test_console_snapshots"
 PICTURES = ROOT / "docs/pictures"
 DOC_PICTURES = [(s, "en") for s in SCREENS] + [("ask", "zh"), ("health", "ja")]
+
+
+@pytest.fixture(autouse=True)
+def utc_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """History shows times on the console's clock: the pictures are taken on UTC everywhere."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ from appliance.console.i18n import Strings
 from appliance.console.status import StatusLine
 from appliance.console.text import clean
 from appliance.errors import GembaError
+from appliance.store.conversations import local_time
 
 
 class HelpScreen(Screen[None]):
@@ -112,7 +113,7 @@ class HistoryScreen(Screen[None]):
         if not message.rows:
             self._detail(self.t("history.empty"))
             return
-        options.add_options([Option(_row_text(row, self.everyone), id=str(row["id"]))
+        options.add_options([Option(row_text(row, self.everyone), id=str(row["id"]))
                              for row in message.rows])
         options.highlighted = 0
 
@@ -143,8 +144,8 @@ class HistoryScreen(Screen[None]):
         self.query_one("#history-text", Static).update(text)
 
 
-def _row_text(row: dict[str, Any], with_operator: bool) -> str:
-    when = row["updated_at"][5:16].replace("T", " ")
+def row_text(row: dict[str, Any], with_operator: bool) -> str:
+    when = clean(local_time(row["updated_at"], "%m-%d %H:%M"))[:11]  # the console's clock
     mark = {"cancelled": " ✕", "length": " …", "error": " !"}.get(row["last_finish_reason"], "")
     who = f"  [{clean(row['operator'])}]" if with_operator and row.get("operator") else ""
     return f"{when}  {clean(row['title'])}{mark}{who}"

@@ -17,6 +17,15 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+def local_time(stamp: str, spec: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """A stored stamp (UTC) on this machine's clock, for people to read; as stored if it is not
+    one of ours."""
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime(spec)
+    except ValueError:
+        return stamp
+
+
 @dataclass(frozen=True)
 class AnswerRecord:
     """What the engine reported about one answer, as it is stored."""
