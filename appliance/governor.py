@@ -94,6 +94,10 @@ class Decision:
     """Smoothed rise of the hottest figure, °C per second."""
     limiting: str | None = None
     """The figure that decided the mode (e.g. gpu_temp_c), if any."""
+    cause: str = "starting"
+    """`reason` as a code a front end can put in its own language: starting, figure (the
+    `limiting` figure against its limits), memory (below the reserve), no_limits (no sensors
+    to hold), no_sensor (sensors expected, none read) or stale (no fresh sample)."""
 
     @property
     def accepts_new_work(self) -> bool:
@@ -126,14 +130,14 @@ def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: f
         if previous.severity >= Severity.WARNING:
             # Blind while hot: hold the alarm, never relax it on missing data.
             return replace(previous, at_s=now_s, reason=f"telemetry is stale; holding: "
-                           f"{previous.reason.split('; holding: ')[-1]}")
-        return _fallback(previous, budgets, now_s, "telemetry is stale")
+                           f"{previous.reason.split('; holding: ')[-1]}", cause="stale")
+        return _fallback(previous, budgets, now_s, "stale", "telemetry is stale")
     figures = _figures(sample, budgets)
     values = {f.name: f.value for f in figures}
     values["mem_available_bytes"] = float(sample.mem_available_bytes)
     if not any(f.name.endswith("temp_c") for f in figures) and budgets.sensors_expected:
-        return _fallback(previous, budgets, now_s, "no temperature sensor can be read",
-                         values)
+        return _fallback(previous, budgets, now_s, "no_sensor",
+                         "no temperature sensor can be read", values)
     severity, hottest = _worst(figures, previous.severity, budgets.hysteresis_c)
     memory_short = figure_severity("mem_available_bytes", sample.mem_available_bytes,
                                    budgets) == Severity.WARNING
@@ -143,10 +147,10 @@ def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: f
     mode = _MODE_FOR[severity]
     slope = _slope(previous, hottest, dt)
     integral, duty = _control(previous, mode, hottest, budgets, dt, slope)
-    reason = _reason(mode, hottest, memory_short, sample, budgets)
+    cause, reason = _reason(mode, hottest, memory_short, sample, budgets)
     since = previous.since_s if mode == previous.mode else now_s
     return Decision(mode, duty, severity, reason, since, now_s, values, integral, slope,
-                    hottest.name if hottest is not None else None)
+                    hottest.name if hottest is not None else None, cause)
 
 
 def _slope(previous: Decision, hottest: _Figure | None, dt: float) -> float:
@@ -234,28 +238,31 @@ def _control(previous: Decision, mode: str, hottest: _Figure | None, budgets: Bu
     return integral, round(min(1.0, max(budgets.min_duty, duty)), 4)
 
 
-def _fallback(previous: Decision, budgets: Budgets, now_s: float, why: str,
+def _fallback(previous: Decision, budgets: Budgets, now_s: float, cause: str, why: str,
               figures: dict[str, float | None] | None = None) -> Decision:
     duty = min(previous.duty, budgets.fallback_duty) if previous.mode == "slowed" \
         else budgets.fallback_duty
     since = previous.since_s if previous.mode == "slowed" else now_s
     return Decision("slowed", duty, Severity.CAREFUL,
-                    f"{why}: running at {duty:.0%} as a precaution", since, now_s, figures or {})
+                    f"{why}: running at {duty:.0%} as a precaution", since, now_s, figures or {},
+                    cause=cause)
 
 
 def _reason(mode: str, hottest: _Figure | None, memory_short: bool, sample: Sample,
-            budgets: Budgets) -> str:
+            budgets: Budgets) -> tuple[str, str]:
+    """(cause, reason): see `Decision.cause`."""
     if memory_short and (hottest is None or hottest.limits.level(hottest.value)
                          < Severity.WARNING):
-        return (f"available memory {sample.mem_available_bytes / 2**30:.2f} GiB is below the "
-                f"reserve of {budgets.mem_reserve_bytes / 2**30:.2f} GiB: new requests wait")
+        return "memory", (f"available memory {sample.mem_available_bytes / 2**30:.2f} GiB is "
+                          f"below the reserve of {budgets.mem_reserve_bytes / 2**30:.2f} GiB: "
+                          "new requests wait")
     if hottest is None:
-        return "no limits apply (no sensors on this box)"
+        return "no_limits", "no limits apply (no sensors on this box)"
     unit = "W" if hottest.name.endswith("_w") else "°C"
     what = hottest.name.replace("_temp_c", " temperature").replace("box_power_w", "box power")
     value = f"{hottest.value:g} {unit}"
     limits = hottest.limits
-    return {
+    return "figure", {
         "normal": f"{what} {value}, below the careful limit {limits.careful:g} {unit}",
         "slowed": f"{what} {value} at or above careful {limits.careful:g} {unit}: slowing "
                   f"to stay under {limits.warning:g} {unit}",

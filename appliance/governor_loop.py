@@ -144,10 +144,7 @@ class GovernorLoop:
             _AFTER_S, lambda: set_rate_after(self.db, event_id, self.supervisor.tok_per_s()))
 
     def status(self) -> dict[str, Any]:
-        d = self.decision
-        return {"mode": d.mode, "duty": d.duty, "severity": d.severity.name.lower(),
-                "reason": d.reason, "since_s": round(time.monotonic() - d.since_s, 1),
-                "figures": d.figures}
+        return decision_view(self.decision, time.monotonic())
 
     def report(self, events: int = 10) -> dict[str, Any]:
         return {"governor": self.status(),
@@ -165,8 +162,20 @@ class GovernorLoop:
             level = figure_severity(name, value, self.budgets)
             latest[name] = {"value": value,
                             "severity": level.name.lower() if level is not None else None}
-        limits = {name: asdict(limit) for name, limit in limits_for(self.budgets).items()}
-        limits["mem_available_bytes"] = {"reserve": self.budgets.mem_reserve_bytes}
         rows = self.telemetry.recent(seconds) if self.telemetry is not None else []
         return {"seconds": seconds, "governor": self.status(), "latest": latest,
-                "limits": limits, "samples": rows}
+                "limits": limits_view(self.budgets), "samples": rows}
+
+
+def decision_view(d: Decision, now_s: float) -> dict[str, Any]:
+    """A decision as the API shows it (`governor` in health, status and telemetry)."""
+    return {"mode": d.mode, "duty": d.duty, "severity": d.severity.name.lower(),
+            "reason": d.reason, "cause": d.cause, "limiting": d.limiting,
+            "since_s": round(now_s - d.since_s, 1), "figures": d.figures}
+
+
+def limits_view(budgets: Budgets) -> dict[str, dict[str, float]]:
+    """Every figure's limits as the API shows them (`limits` in telemetry)."""
+    limits = {name: asdict(limit) for name, limit in limits_for(budgets).items()}
+    limits["mem_available_bytes"] = {"reserve": budgets.mem_reserve_bytes}
+    return limits

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,13 +28,30 @@ import appliance.console
 from appliance.api.app import create_app
 from appliance.chat import ChatService
 from appliance.config import Settings
-from appliance.console.health import FIGURES, Figure, FigureRow, format_value, telemetry_from, trend
+from appliance.console.health import (
+    FIGURES,
+    Figure,
+    FigureRow,
+    explain,
+    format_value,
+    telemetry_from,
+    trend,
+)
 from appliance.console.i18n import LANGUAGES, Strings
 from appliance.console.login import MAX_OPERATOR_CHARS, LoginScreen, valid_operator
 from appliance.console.screens import row_text
 from appliance.console.tasks import TASKS, TaskForm, build_prompt, field_label
 from appliance.console.theme import ISA101
-from appliance.governor import Budgets, Limits, Severity, figure_severity, limits_for
+from appliance.governor import (
+    Budgets,
+    Limits,
+    Severity,
+    decide,
+    figure_severity,
+    initial,
+    limits_for,
+)
+from appliance.governor_loop import decision_view, limits_view
 from appliance.hardware.telemetry import Sample
 from appliance.store import open_store
 from appliance.store.conversations import (
@@ -313,6 +331,64 @@ def test_telemetry_from_builds_one_figure_per_row() -> None:
     assert telemetry_from(BODY, None).engine_state == "offline"
     empty = telemetry_from({"governor": None, "latest": {}, "limits": {}, "samples": []}, None)
     assert all(f.value is None and f.history == () for f in empty.figures)
+
+
+GIB = 2**30
+REASON_BUDGETS = Budgets(cpu_temp_c=Limits(70.0, 80.0, 90.0), box_power_w=20.0,
+                         mem_reserve_bytes=2 * GIB)
+
+
+def _reading(cpu: float | None = 50.0, power: float | None = None, mem_gib: float = 8.0,
+             ) -> Sample:
+    return Sample(at_s=0.0, cpu_temp_c=cpu, gpu_temp_c=None, gpu_power_w=None,
+                  box_power_w=power, gpu_throttle=(), mem_available_bytes=int(mem_gib * GIB),
+                  process_rss_bytes=None, cpu_percent=0.0)
+
+
+def _explained(lang: str, *readings: Sample | None, budgets: Budgets = REASON_BUDGETS) -> str:
+    """What F4 says of the real governor's decision on these readings, one a second (None: no
+    reading that second), through the API's own views of the decision and the limits."""
+    decision, last_seen = initial(0.0), 0.0
+    for now, reading in enumerate(readings, start=1):
+        last_seen = now if reading is not None else last_seen
+        decision = decide(decision, reading, budgets, float(now), last_seen)
+    body = {"governor": decision_view(decision, float(len(readings))),
+            "limits": limits_view(budgets), "latest": {}, "samples": []}
+    return explain(telemetry_from(body, {"state": "ready"}), Strings(lang))
+
+
+@pytest.mark.parametrize(("readings", "expected"), [
+    ((_reading(60.0),), {"en": "CPU temperature 60.0 °C, below careful 70 °C.",
+                         "zh": "CPU 温度 60.0 °C，低于注意线 70 °C。"}),
+    ((_reading(75.0),), {"en": "CPU temperature 75.0 °C reached careful 70 °C: slowing to stay "
+                               "under 80 °C.",
+                         "ja": "CPU 温度 75.0 °C、注意 70 °C 以上：80 °C 未満に保つため減速中。"}),
+    ((_reading(50.0, power=21.0),), {"zh": "整机功率 21 W，已达警告线 20 W：新问题需等待。"}),
+    ((_reading(92.0),), {"ja": "CPU 温度 92.0 °C、危険 90 °C 以上：回答を停止しました。"}),
+    ((_reading(50.0, mem_gib=1.5),), {"en": "Free memory 1.50 GiB is below the reserve of "
+                                            "2.00 GiB: new questions wait."}),
+    ((_reading(cpu=None),), {"zh": "读不到温度传感器：为安全起见以 60% 速度运行。"}),
+    ((_reading(50.0), *[None] * 6), {"ja": "測定値が古くなっています：安全のため速度 60% で運転中。"}),
+    ((_reading(85.0), *[None] * 6), {"zh": "读数已过时：保持上一次的报警。"}),
+])
+def test_the_governors_reason_is_said_in_the_operators_language(
+        readings: tuple[Sample | None, ...], expected: dict[str, str]) -> None:
+    for lang, words in expected.items():
+        assert _explained(lang, *readings) == words
+
+
+def test_a_box_without_sensors_says_no_limits_apply() -> None:
+    unwatched = replace(REASON_BUDGETS, box_power_w=None, sensors_expected=False)
+    assert _explained("ja", _reading(cpu=None), budgets=unwatched) == \
+        "この装置にはセンサーがないため、制限はありません。"
+
+
+def test_a_cause_this_console_does_not_know_reads_in_the_daemons_words() -> None:
+    body = {"governor": {"mode": "slowed", "duty": 0.5, "reason": "fan failed: slowing",
+                         "cause": "fan"}, "latest": {}, "limits": {}, "samples": []}
+    assert explain(telemetry_from(body, None), Strings("zh")) == "fan failed: slowing"
+    older = {"governor": {"mode": "slowed", "duty": 0.5, "reason": "cpu temperature 75 °C"}}
+    assert explain(telemetry_from(older, None), Strings("ja")) == "cpu temperature 75 °C"
 
 
 # -- 5. one health row ----------------------------------------------------------------------------

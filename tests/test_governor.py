@@ -116,23 +116,25 @@ def test_stale_telemetry_falls_back_to_a_conservative_duty() -> None:
     assert decisions[1].mode == "normal"  # one missed tick is not yet stale
     assert decisions[-1].mode == "slowed"
     assert decisions[-1].duty == BUDGETS.fallback_duty
-    assert "stale" in decisions[-1].reason
+    assert "stale" in decisions[-1].reason and decisions[-1].cause == "stale"
 
 
 def test_missing_sensors_slow_down_when_the_profile_expects_them() -> None:
     decision = run([(1.0, sample(cpu=None))])[-1]
     assert decision.mode == "slowed" and "no temperature sensor" in decision.reason
+    assert decision.cause == "no_sensor"
 
 
 def test_missing_sensors_are_trusted_on_a_box_without_any() -> None:
     budgets = replace(BUDGETS, sensors_expected=False)
-    assert run([(1.0, sample(cpu=None))], budgets)[-1].mode == "normal"
+    decision = run([(1.0, sample(cpu=None))], budgets)[-1]
+    assert decision.mode == "normal" and decision.cause == "no_limits"
 
 
 def test_memory_below_the_reserve_makes_new_requests_wait() -> None:
     decision = run([(1.0, sample(50, mem_gib=1.5))])[-1]
     assert decision.mode == "paused" and not decision.accepts_new_work
-    assert "memory" in decision.reason
+    assert "memory" in decision.reason and decision.cause == "memory"
 
 
 @pytest.mark.parametrize("watts, mode", [(17.0, "normal"), (18.5, "slowed"), (20.5, "paused"),
@@ -145,6 +147,7 @@ def test_reason_names_the_figure_and_the_limit() -> None:
     decision = run([(1.0, sample(82.0))])[-1]
     assert "cpu temperature 82 °C" in decision.reason and "warning 80" in decision.reason
     assert decision.figures["cpu_temp_c"] == 82.0
+    assert (decision.cause, decision.limiting) == ("figure", "cpu_temp_c")  # for translation
 
 
 def test_thermal_model_steady_state_and_best_constant() -> None:
@@ -210,3 +213,4 @@ def test_stale_telemetry_never_relaxes_an_alarm() -> None:
     decisions = run([(1.0, sample(85)), (2.0, None), (9.0, None), (30.0, None)])
     assert [d.mode for d in decisions] == ["paused"] * 4
     assert "stale" in decisions[-1].reason and decisions[-1].reason.count("holding") == 1
+    assert decisions[-1].cause == "stale"

@@ -102,6 +102,8 @@ def test_governor_holds_a_hot_box_under_its_limits_and_says_so(gemba_home: Gemba
         load.join(timeout=120)
     status = json.loads(gemba_home.gemba("status", "--json", check=True).stdout)
     assert status["running"] and seen_throttled
+    governor = status["governor"]  # what the console says in the operator's language
+    assert governor["cause"] == "figure" and governor["limiting"] == "cpu_temp_c"
     events = status["events"]
     first = events[-1]
     assert (first["from_mode"], first["to_mode"]) == ("normal", "slowed")

@@ -31,6 +31,7 @@ from appliance.errors import GembaError
 FIGURES = ("cpu_temp_c", "gpu_temp_c", "gpu_power_w", "box_power_w", "mem_available_bytes",
            "tok_per_s")
 SEVERITIES = ("ok", "careful", "warning", "critical")
+_MODES = ("normal", "slowed", "paused", "refused")
 TREND_S = 300
 
 
@@ -54,6 +55,13 @@ class Telemetry:
     mode: str | None
     duty: float | None
     reason: str
+    """The governor's reason in its own (English) words."""
+    cause: str | None = None
+    """The same reason as a code (`governor.Decision.cause`), to say in the operator's language."""
+    limiting: str | None = None
+    """The figure the governor holds to, with its value and limits when it decided."""
+    limiting_value: float | None = None
+    limiting_limits: tuple[tuple[str, float], ...] = ()
 
 
 def telemetry_from(body: dict[str, Any], health: dict[str, Any] | None) -> Telemetry:
@@ -67,8 +75,35 @@ def telemetry_from(body: dict[str, Any], health: dict[str, Any] | None) -> Telem
         figures.append(Figure(name, now.get("value"), now.get("severity"), history, high))
     governor = body.get("governor") or {}
     state = health.get("state", "ready") if health is not None else "offline"
+    limiting = governor.get("limiting")
+    if governor.get("cause") == "memory":
+        limiting = "mem_available_bytes"
+    limits = (body.get("limits") or {}).get(limiting or "", {})
     return Telemetry(tuple(figures), state, governor.get("mode"), governor.get("duty"),
-                     governor.get("reason") or "")
+                     governor.get("reason") or "", governor.get("cause"), limiting,
+                     (governor.get("figures") or {}).get(limiting or ""),
+                     tuple(sorted(limits.items())))
+
+
+def explain(telemetry: Telemetry, t: Strings) -> str:
+    """The governor's reason in the operator's language. A cause this console does not know (a
+    newer or older daemon) is shown in the daemon's own words rather than not at all."""
+    cause, mode, name = telemetry.cause, telemetry.mode, telemetry.limiting
+    limits = {level: (f"{value:g} °C" if (name or "").endswith("_temp_c")  # limits are round
+                      else format_value(name or "", value))
+              for level, value in telemetry.limiting_limits}
+    value = format_value(name or "", telemetry.limiting_value)
+    duty = f"{telemetry.duty:.0%}" if telemetry.duty is not None else "-"
+    if cause == "figure" and mode in _MODES and name and value \
+            and {"careful", "warning", "critical"} <= set(limits):
+        return t(f"reason.{mode}", figure=t(f"health.{name}"), value=value, **limits)
+    if cause == "memory" and value and limits.get("reserve"):
+        return t("reason.memory", value=value, reserve=limits["reserve"])
+    if cause == "stale" and mode in ("paused", "refused"):
+        return t("reason.stale_hold")
+    if cause in ("stale", "no_sensor", "no_limits", "starting"):
+        return t(f"reason.{cause}", duty=duty)
+    return telemetry.reason
 
 
 def format_value(name: str, value: float | None) -> str | None:
@@ -211,4 +246,4 @@ class HealthScreen(Screen[None]):
             duty = f"{telemetry.duty:.0%}" if telemetry.duty is not None else "-"
             self.query_one("#health-governor", Static).update(self.t(
                 "health.governor", mode=self.t(f"health.mode.{telemetry.mode}"), duty=duty,
-                reason=telemetry.reason))
+                reason=explain(telemetry, self.t)))
