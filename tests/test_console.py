@@ -185,10 +185,16 @@ def test_question_box_is_locked_while_the_answer_streams(daemon: GembaHome) -> N
 
 
 # -- without a daemon ----------------------------------------------------------------------------
-def test_unreachable_appliance_gives_the_question_back_with_an_error() -> None:
+@pytest.mark.parametrize(("lang", "said", "state"), [
+    ("en", "Could not answer: lost the connection to the appliance. Press Enter when the yellow "
+           "line is gone.", "| error"),
+    ("zh", "无法回答：与设备的连接中断。黄色提示消失后按回车。", "| 错误"),
+])
+def test_unreachable_appliance_gives_the_question_back_with_an_error(lang: str, said: str,
+                                                                     state: str) -> None:
     question = "Why is line 3 stopped?"
     client = ApplianceClient(f"http://127.0.0.1:{free_port()}")
-    app = ConsoleApp(client, "no-model", operator="tester")
+    app = ConsoleApp(client, "no-model", operator="tester", lang=lang)
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
@@ -200,11 +206,11 @@ def test_unreachable_appliance_gives_the_question_back_with_an_error() -> None:
             assert question_input(app).value == question, "the operator need not retype it"
             assert not question_input(app).disabled
             answer = answers(app)[0]
-            assert shown(answer).startswith("Could not answer")
+            assert shown(answer) == said, "in the operator's words, with what to do"
             assert answer.has_class("error")
             screen = screen_text(app)
-            assert "Could not answer" in screen
-            assert "| error" in screen.splitlines()[0]
+            assert said in "".join(screen.split()) or said in " ".join(screen.split())
+            assert state in screen.splitlines()[0]
 
     try:
         run(scenario)  # an exception escaping the app would surface here

@@ -391,6 +391,18 @@ def test_a_cause_this_console_does_not_know_reads_in_the_daemons_words() -> None
     assert explain(telemetry_from(older, None), Strings("ja")) == "cpu temperature 75 °C"
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_a_failed_question_says_what_to_do_and_unknown_failures_keep_the_daemons_words(
+        lang: str) -> None:
+    t = Strings(lang)
+    for kind in ("busy", "daemon_unavailable", "engine_error", "unauthorized",
+                 "request_too_large"):
+        said = t.failure(kind, "english detail")
+        assert said and said != "english detail"
+        assert lang == "en" or said != Strings("en").failure(kind, ""), "translated"
+    assert t.failure("storage_error", "the disk is full") == "the disk is full"
+
+
 # -- 5. one health row ----------------------------------------------------------------------------
 @pytest.mark.parametrize(("lang", "word"), [("en", "WARNING"), ("zh", "警告"), ("ja", "警告")])
 def test_figure_row_shows_value_severity_and_class(lang: str, word: str) -> None:

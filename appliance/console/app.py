@@ -262,7 +262,7 @@ class ConsoleApp(App[None]):
                     continue
             self.post_message(AnswerEnded("cancelled", None))
         except GembaError as error:
-            self.post_message(AnswerFailed(question, error.message))
+            self.post_message(AnswerFailed(question, self.t.failure(error.kind, error.message)))
         except Exception as error:  # noqa: BLE001 - the console must never stay locked
             self.post_message(AnswerFailed(question, self.t(
                 "error.unexpected", kind=type(error).__name__)))

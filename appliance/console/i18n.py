@@ -96,6 +96,14 @@ CATALOG: dict[str, dict[str, str]] = {
         "note.cancelled": " [cancelled: partial answer kept]",
         "note.length": " [incomplete: token limit reached]",
         "error.answer": "Could not answer: {message}",
+        "failure.busy": "the appliance is busy: other questions are waiting. Press Enter again "
+                        "in a few seconds.",
+        "failure.daemon_unavailable": "lost the connection to the appliance. Press Enter when "
+                                      "the yellow line is gone.",
+        "failure.engine_error": "the engine stopped while answering. Press Enter to try again; "
+                                "if it happens again, call your engineer.",
+        "failure.unauthorized": "a valid API key is required. Call your engineer.",
+        "failure.request_too_large": "the question is too long. Shorten it and press Enter.",
         "error.unexpected": "unexpected reply from the appliance ({kind})",
         "key.cancel": "Cancel",
         "key.quit": "Quit",
@@ -194,6 +202,11 @@ CATALOG: dict[str, dict[str, str]] = {
         "note.cancelled": " [已取消：保留部分回答]",
         "note.length": " [未完成：达到长度上限]",
         "error.answer": "无法回答：{message}",
+        "failure.busy": "设备正忙：还有其他问题在等待。几秒后再按回车。",
+        "failure.daemon_unavailable": "与设备的连接中断。黄色提示消失后按回车。",
+        "failure.engine_error": "回答时引擎停止了。按回车重试；如果再次发生，请联系工程师。",
+        "failure.unauthorized": "需要有效的 API 密钥。请联系工程师。",
+        "failure.request_too_large": "问题太长。请缩短后按回车。",
         "error.unexpected": "设备返回了意外的应答（{kind}）",
         "key.cancel": "取消",
         "key.quit": "退出",
@@ -293,6 +306,14 @@ CATALOG: dict[str, dict[str, str]] = {
         "note.cancelled": " [取り消し：途中までの回答を保存]",
         "note.length": " [未完了：長さの上限に到達]",
         "error.answer": "回答できません：{message}",
+        "failure.busy": "装置が混み合っています：ほかの質問が待っています。数秒後にもう一度 "
+                        "Enter を押してください。",
+        "failure.daemon_unavailable": "装置との接続が切れました。黄色の表示が消えたら Enter を"
+                                      "押してください。",
+        "failure.engine_error": "回答中にエンジンが停止しました。Enter でやり直してください。"
+                                "繰り返す場合はエンジニアに連絡してください。",
+        "failure.unauthorized": "有効な API キーが必要です。エンジニアに連絡してください。",
+        "failure.request_too_large": "質問が長すぎます。短くして Enter を押してください。",
         "error.unexpected": "装置から想定外の応答（{kind}）",
         "key.cancel": "取消",
         "key.quit": "終了",
@@ -320,6 +341,12 @@ class Strings:
 
     def __call__(self, key: str, **values: object) -> str:
         return self._table[key].format(**values)
+
+    def failure(self, kind: str, message: str) -> str:
+        """Why a question failed, as the operator can act on it; an error kind this console does
+        not know reads in the appliance's own words."""
+        key = f"failure.{kind}"
+        return self._table[key] if key in self._table else message
 
     def state(self, state: str) -> str:
         """An engine state in words; a state this console does not know reads as itself."""
