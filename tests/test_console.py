@@ -237,7 +237,7 @@ def test_markup_and_escapes_in_an_answer_show_as_plain_text(daemon: GembaHome) -
         async with app.run_test(size=SIZE) as pilot:
             await ask(pilot, app, LONG_ANSWER_PROMPT)
             await wait_for(pilot, lambda: bool(app._answer_text), "some answer text")
-            app.post_message(AnswerText(hostile))  # as if the model had written it
+            app.post_message(AnswerText(app._asked, hostile))  # as if the model had written it
             await wait_for(pilot, lambda: expected in app._answer_text, "the injected text", 10)
             await pilot.press("escape")
             await wait_for(pilot, lambda: not app.answering, "the answer to stop", 30)

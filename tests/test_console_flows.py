@@ -4,10 +4,13 @@ the Health screen of a hot box, a lost daemon brought back, and a kiosk that wil
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
@@ -18,7 +21,7 @@ from appliance.console.app import ConsoleApp, HealthChanged
 from appliance.console.health import FigureRow, HealthScreen
 from appliance.console.login import LoginScreen
 from appliance.launcher import ensure_daemon
-from tests.conftest import GembaHome
+from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
 
 pytestmark = pytest.mark.model
 SIZE = (80, 24)
@@ -199,3 +202,47 @@ def test_a_failed_engine_shows_why_in_a_banner(daemon: GembaHome) -> None:
         asyncio.run(scenario())
     finally:
         client.close()
+
+
+def test_escape_on_a_question_still_waiting_withdraws_it_at_once(daemon: GembaHome) -> None:
+    """Another console's long answer holds the engine, so this question waits its turn. Esc
+    gives the console back now, not when the turn comes; the daemon drops the question then."""
+    question = f"Withdrawn question {uuid.uuid4().hex[:6]}: why is the press slow?"
+    body = {"messages": [{"role": "user", "content": LONG_ANSWER_PROMPT}], "max_tokens": 400,
+            "temperature": 0}
+    blocker = threading.Thread(target=lambda: httpx.post(
+        f"{daemon.url}/v1/chat/completions", json=body, timeout=120))
+    client = ApplianceClient(daemon.url)
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="tester", temperature=0.0,
+                     max_tokens=16)
+
+    async def scenario() -> None:
+        async with app.run_test(size=SIZE) as pilot:
+            await _until(pilot, lambda: "| ready" in _text(app), "ready", 30)
+            blocker.start()
+            await _until(pilot, lambda: (daemon.health() or {}).get("engine_state")
+                         == "answering", "the other console's answer", 30)
+            await pilot.press(*question, "enter")
+            await pilot.pause(0.5)
+            assert app.answering and "Q: " in _text(app)  # queued behind the other answer
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not app.answering, "Esc gave the console back at once"
+            assert _answers(app)[-1] == "[withdrawn before its turn came]"
+            assert "| ready" in _text(app).splitlines()[0]
+            box = app.query_one("#question", Input)
+            assert not box.disabled and box.value == ""
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        client.close()
+        blocker.join(timeout=120)
+    deadline = time.monotonic() + 60  # when its turn came, the daemon stopped it at once
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = [row for row in daemon.history() if row["title"] == question]
+        if rows and rows[0]["last_finish_reason"] == "cancelled":
+            break
+        time.sleep(0.2)
+    assert rows and rows[0]["last_finish_reason"] == "cancelled", rows

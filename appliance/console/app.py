@@ -29,24 +29,37 @@ from appliance.console.theme import ISA101
 from appliance.errors import GembaError, RequestError
 
 
-class AnswerText(Message):
-    def __init__(self, text: str) -> None:
+class _AnswerMessage(Message):
+    """From the worker streaming question number `ask`; a question withdrawn or replaced since
+    then has a lower number, and its late messages are dropped."""
+
+    def __init__(self, ask: int) -> None:
         super().__init__()
+        self.ask = ask
+
+
+class AnswerStarted(_AnswerMessage):
+    """The daemon took the question: from here on Esc stops generation, not a queued wait."""
+
+
+class AnswerText(_AnswerMessage):
+    def __init__(self, ask: int, text: str) -> None:
+        super().__init__(ask)
         self.text = text
 
 
-class AnswerEnded(Message):
+class AnswerEnded(_AnswerMessage):
     # A plain class like its siblings: Message.__init__ calls __post_init__, so a dataclass
     # whose __post_init__ calls super().__init__() recursed and the answer never ended.
-    def __init__(self, finish_reason: str, conversation_id: int | None) -> None:
-        super().__init__()
+    def __init__(self, ask: int, finish_reason: str, conversation_id: int | None) -> None:
+        super().__init__(ask)
         self.finish_reason = finish_reason
         self.conversation_id = conversation_id
 
 
-class AnswerFailed(Message):
-    def __init__(self, question: str, message: str) -> None:
-        super().__init__()
+class AnswerFailed(_AnswerMessage):
+    def __init__(self, ask: int, question: str, message: str) -> None:
+        super().__init__(ask)
         self.question = question
         self.message = message
 
@@ -99,6 +112,10 @@ class ConsoleApp(App[None]):
         self.restart = restart
         self.t = Strings(lang)
         self.answering = False
+        self._asked = 0
+        """Questions sent so far: the number of the one being answered."""
+        self._started = False
+        """Whether the daemon has taken the current question (it may wait in its queue)."""
         self._answer: Static | None = None
         self._answer_text = ""
         self._answer_raw = ""
@@ -240,10 +257,12 @@ class ConsoleApp(App[None]):
         transcript.mount(self._answer)
         transcript.scroll_end(animate=False)
         self._set_state("answering")
-        self.stream_answer(question)
+        self._asked += 1
+        self._started = False
+        self.stream_answer(question, self._asked)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="answer")
-    def stream_answer(self, question: str) -> None:
+    def stream_answer(self, question: str, ask: int) -> None:
         worker = get_current_worker()
         stream = self.client.stream_chat([{"role": "user", "content": question}],
                                          user=self.operator, temperature=self.temperature,
@@ -253,25 +272,34 @@ class ConsoleApp(App[None]):
                 if worker.is_cancelled:
                     break
                 if isinstance(event, Text):
-                    self.post_message(AnswerText(event.text))
+                    self.post_message(AnswerText(ask, event.text))
                 elif isinstance(event, Done):
-                    self.post_message(AnswerEnded(event.finish_reason,
+                    self.post_message(AnswerEnded(ask, event.finish_reason,
                                                   event.gemba.get("conversation_id")))
                     return
                 elif isinstance(event, Started):
-                    continue
-            self.post_message(AnswerEnded("cancelled", None))
+                    self.post_message(AnswerStarted(ask))
+            self.post_message(AnswerEnded(ask, "cancelled", None))
         except GembaError as error:
-            self.post_message(AnswerFailed(question, self.t.failure(error.kind, error.message)))
+            self.post_message(AnswerFailed(ask, question,
+                                           self.t.failure(error.kind, error.message)))
         except Exception as error:  # noqa: BLE001 - the console must never stay locked
-            self.post_message(AnswerFailed(question, self.t(
+            self.post_message(AnswerFailed(ask, question, self.t(
                 "error.unexpected", kind=type(error).__name__)))
         finally:
             stream.close()  # closing the stream tells the daemon to stop generating
 
+    def _current(self, message: _AnswerMessage) -> bool:
+        return message.ask == self._asked and self.answering
+
+    @on(AnswerStarted)
+    def answer_started(self, message: AnswerStarted) -> None:
+        if self._current(message):
+            self._started = True
+
     @on(AnswerText)
     def show_text(self, message: AnswerText) -> None:
-        if self._answer is None:
+        if self._answer is None or not self._current(message):
             return
         self._answer_raw += message.text
         self._answer_text = clean(self._answer_raw)
@@ -290,6 +318,8 @@ class ConsoleApp(App[None]):
 
     @on(AnswerEnded)
     def answer_ended(self, message: AnswerEnded) -> None:
+        if not self._current(message):
+            return
         notes = {"cancelled": self.t("note.cancelled"), "length": self.t("note.length")}
         if self._answer is not None and message.finish_reason in notes:
             self._show_answer(self._answer_text + notes[message.finish_reason])
@@ -297,6 +327,8 @@ class ConsoleApp(App[None]):
 
     @on(AnswerFailed)
     def answer_failed(self, message: AnswerFailed) -> None:
+        if not self._current(message):
+            return
         if self._answer is not None:
             # What was already written stays readable above the error.
             error = self.t("error.answer", message=message.message)
@@ -368,7 +400,14 @@ class ConsoleApp(App[None]):
 
     def action_cancel(self) -> None:
         """Escape stops the answer; with none streaming, it goes back to Ask."""
-        if self.answering:
+        if self.answering and not self._started:
+            # Still waiting for its turn (a hot box, other consoles): withdraw it now rather
+            # than when the turn comes. The worker stops the daemon's job once it is taken.
+            self.workers.cancel_group(self, "answer")
+            if self._answer is not None:
+                self._show_answer(self.t("note.withdrawn"))
+            self._finish("ready")
+        elif self.answering:
             self.workers.cancel_group(self, "answer")
             self._set_state("cancelling")
         else:

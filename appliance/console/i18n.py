@@ -94,6 +94,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "severity.warning": "WARNING",
         "severity.critical": "CRITICAL",
         "note.cancelled": " [cancelled: partial answer kept]",
+        "note.withdrawn": "[withdrawn before its turn came]",
         "note.length": " [incomplete: token limit reached]",
         "error.answer": "Could not answer: {message}",
         "failure.busy": "the appliance is busy: other questions are waiting. Press Enter again "
@@ -200,6 +201,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "severity.warning": "警告",
         "severity.critical": "危急",
         "note.cancelled": " [已取消：保留部分回答]",
+        "note.withdrawn": "[轮到之前已撤回]",
         "note.length": " [未完成：达到长度上限]",
         "error.answer": "无法回答：{message}",
         "failure.busy": "设备正忙：还有其他问题在等待。几秒后再按回车。",
@@ -304,6 +306,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "severity.warning": "警告",
         "severity.critical": "危険",
         "note.cancelled": " [取り消し：途中までの回答を保存]",
+        "note.withdrawn": "[順番が来る前に取り下げ]",
         "note.length": " [未完了：長さの上限に到達]",
         "error.answer": "回答できません：{message}",
         "failure.busy": "装置が混み合っています：ほかの質問が待っています。数秒後にもう一度 "
