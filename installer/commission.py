@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+import tomlkit
 
 from appliance.config import Paths, validate_settings
 from appliance.errors import ModelIntegrityError
@@ -186,12 +186,13 @@ def commit(source: ModelSource, staged: Path, paths: Paths, plan: Plan, profile:
 
 
 def planned_config(config_file: Path, model_id: str, plan: Plan, profile: Profile) -> str:
-    """The existing config with the plan's [model] settings and [plan] record replaced."""
+    """The existing config with the plan's [model] settings, [budgets] and [plan] record
+    replaced. Everything else stays as the engineer wrote it, comments and order included."""
     try:
-        current = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        document = tomlkit.parse(config_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        current = {}
-    model = dict(current.get("model", {}))
+        document = tomlkit.document()
+    model = _table(document, "model")
     model["id"] = model_id
     reasons = {"model.id": f"installed by `gemba install apply` on profile {profile.name}"}
     for key in _PLANNED_KEYS:
@@ -201,16 +202,25 @@ def planned_config(config_file: Path, model_id: str, plan: Plan, profile: Profil
         else:
             model[key] = value
         reasons[f"model.{key}"] = plan.settings[key].reason
-    current["model"] = model
-    kept = {k: v for k, v in current.get("budgets", {}).items() if k.startswith(
-        ("sample_", "telemetry_"))}
-    current["budgets"] = {**kept, **budget_table(profile)}
-    for key in budget_table(profile):
+    budgets = _table(document, "budgets")
+    for key in [k for k in budgets if not k.startswith(("sample_", "telemetry_"))]:
+        del budgets[key]  # the profile's budgets replace the old ones, not merge with them
+    for key, value in budget_table(profile).items():
+        budgets[key] = value
         reasons[f"budgets.{key}"] = f"from firmware profile {profile.name}"
-    current["plan"] = {"profile": profile.name,
-                       "planned_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                       "reasons": reasons}
-    return tomli_w.dumps(current)
+    record = tomlkit.table()
+    record["profile"] = profile.name
+    record["planned_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    record["reasons"] = reasons
+    document["plan"] = record
+    return tomlkit.dumps(document)
+
+
+def _table(document: tomlkit.TOMLDocument, name: str) -> Any:
+    """The document's top-level table `name`, added at the end if it has none."""
+    if name not in document:
+        document[name] = tomlkit.table()
+    return document[name]
 
 
 def _fsync_dir(folder: Path) -> None:

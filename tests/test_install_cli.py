@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import time
+import tomllib
 from pathlib import Path
 
 import psutil
@@ -81,6 +82,67 @@ def test_bad_recorded_probe_is_a_clear_error(gemba_home: GembaHome, tmp_path: Pa
     bad.write_text('{"cpu": 1}')
     result = gemba_home.gemba("install", "plan", "--hardware", str(bad))
     assert result.returncode == 78 and "not a recorded probe" in result.stderr
+
+
+ENGINEER_CONFIG = """\
+# Line 3 press cell. Commissioned by R. Tanaka, 2026-11-02.
+[daemon]
+port = 8765  # the cell's firewall opens this one only
+idle_timeout_s = 600
+
+[model]
+# Planned by `gemba install apply`: ask R. Tanaka before changing.
+n_ctx = 99999
+
+[generation]
+max_tokens = 256  # short answers on the line
+
+[budgets]
+telemetry_minute_days = 30  # quality asked for a month
+cpu_careful_c = 1.0
+
+[plan]
+profile = "old"
+[plan.reasons]
+"model.n_ctx" = "old reason"
+"""
+
+
+def test_apply_keeps_the_engineers_comments_and_settings(tmp_path: Path) -> None:
+    from installer.commission import planned_config
+    from installer.gguf_info import read_model_facts
+    from installer.plan import make_plan
+    from installer.profiles import best_match, load_profiles
+    from tests.fakes.hardware import load_recorded
+
+    config = tmp_path / "config.toml"
+    config.write_text(ENGINEER_CONFIG, encoding="utf-8")
+    facts = load_recorded("i7-ipc-32gb")
+    matched = best_match(load_profiles(), facts)
+    assert matched is not None
+    model_path = locate(DEFAULT, Path("/nonexistent"))
+    assert model_path is not None
+    plan = make_plan(facts, matched.profile, read_model_facts(model_path))
+
+    text = planned_config(config, DEFAULT.id, plan, matched.profile)
+    for kept in ("# Line 3 press cell. Commissioned by R. Tanaka, 2026-11-02.",
+                 "port = 8765  # the cell's firewall opens this one only",
+                 "# Planned by `gemba install apply`: ask R. Tanaka before changing.",
+                 "max_tokens = 256  # short answers on the line",
+                 "telemetry_minute_days = 30  # quality asked for a month"):
+        assert kept in text, f"lost: {kept}"
+    written = tomllib.loads(text)
+    assert written["daemon"] == {"port": 8765, "idle_timeout_s": 600}
+    assert written["generation"] == {"max_tokens": 256}
+    assert written["model"]["id"] == DEFAULT.id
+    assert written["model"]["n_ctx"] == plan.value("n_ctx")
+    assert written["budgets"]["telemetry_minute_days"] == 30
+    assert written["budgets"]["cpu_careful_c"] != 1.0, "the profile's budgets replace old ones"
+    assert written["plan"]["profile"] == matched.profile.name
+    assert "old reason" not in text
+    config.write_text(text, encoding="utf-8")  # applied again: the same shape, no duplicates
+    again = planned_config(config, DEFAULT.id, plan, matched.profile)
+    assert again.count("[plan]") == 1 and again.count("ask R. Tanaka") == 1
 
 
 @pytest.mark.model
