@@ -61,7 +61,7 @@ from appliance.store.conversations import (
     start_conversation,
 )
 from appliance.store.telemetry import TelemetryStore
-from tests.conftest import GembaHome
+from tests.conftest import GembaHome, clock_in
 
 REQUIRED_VALUE = {"alarm": "E-104", "step": "SOP-12", "handover": "belt replaced at 14:00"}
 LEFTOVERS = {  # what an empty machine or notes field must not leave behind
@@ -222,13 +222,10 @@ def test_task_form_escape_goes_back_without_a_prompt() -> None:
 
 # -- 2b. history times ---------------------------------------------------------------------------
 @pytest.fixture
-def plant_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def plant_clock() -> Iterator[None]:
     """This process on a plant's clock in China (UTC+8), then back."""
-    monkeypatch.setenv("TZ", "CST-8")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    with clock_in("CST-8"):
+        yield
 
 
 def test_history_shows_the_time_on_the_plant_clock_not_utc(plant_clock: None) -> None:

@@ -33,7 +33,7 @@ from appliance.client import ApplianceClient
 from appliance.console.app import ConsoleApp, HealthChanged
 from appliance.console.health import HealthScreen, TelemetryArrived, telemetry_from
 from appliance.console.i18n import LANGUAGES, Strings
-from tests.conftest import ROOT, GembaHome, _make_home
+from tests.conftest import ROOT, GembaHome, _make_home, clock_in
 
 pytestmark = pytest.mark.model
 
@@ -54,13 +54,10 @@ DOC_PICTURES = [(s, "en") for s in SCREENS] + [("ask", "zh"), ("health", "ja")]
 
 
 @pytest.fixture(autouse=True)
-def utc_clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def utc_clock() -> Iterator[None]:
     """History shows times on the console's clock: the pictures are taken on UTC everywhere."""
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+    with clock_in("UTC"):
+        yield
 
 
 @pytest.fixture(scope="module")
