@@ -352,16 +352,16 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
 
 @pytest.mark.model
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-@pytest.mark.parametrize("lang", ["zh", "ja"])
-def test_kiosk_console_in_a_real_terminal_in_chinese_and_japanese(gemba_home: GembaHome,
+@pytest.mark.parametrize("lang", ["en", "zh", "ja"])
+def test_kiosk_console_in_a_real_terminal_in_each_language(gemba_home: GembaHome,
                                                                  tmp_path: Path,
                                                                  lang: str) -> None:
-    """Sign in with a CJK name, explain an alarm (F5), cancel an answer, read health (F4),
+    """Sign in (a CJK name in zh/ja), explain an alarm (F5), cancel an answer, read health (F4),
     find the alarm in history (F3); Ctrl+Q does not leave a kiosk console."""
     from appliance.console.i18n import Strings
 
     t = Strings(lang)
-    name = {"zh": "王芳", "ja": "山田"}[lang]
+    name = {"en": "Li Wei", "zh": "王芳", "ja": "山田"}[lang]
     # Temperature 0: the long list must still be streaming when Esc comes (sampled, the model
     # may stop after ten numbers, and there is nothing left to cancel).
     gemba_home.write_config(f"[daemon]\nport = {gemba_home.port}\nidle_timeout_s = 300\n"
@@ -386,7 +386,10 @@ def test_kiosk_console_in_a_real_terminal_in_chinese_and_japanese(gemba_home: Ge
         _wait_pane(socket, lambda p: t("task.alarm.code") in p, "the alarm form", 10)
         # Typed ahead in one burst, as a laggy SSH link delivers it: code, machine, no notes.
         keys("-l", "E-104\rM3\r\r")
-        _wait_pane(socket, lambda p: "E-104" in p and t("state.ready") in p.splitlines()[0]
+        _wait_pane(socket, lambda p: t("state.answering") in p.splitlines()[0],
+                   "the alarm being answered", 30)
+        # A long answer scrolls the question out of view; history shows it was E-104 on M3.
+        _wait_pane(socket, lambda p: t("state.ready") in p.splitlines()[0]
                    and t("task.alarm.code") not in p, "the answer to the alarm", 120)
 
         keys("-l", LONG_ANSWER_PROMPT)
