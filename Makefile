@@ -46,6 +46,7 @@ bench: setup
 	$(PY) bench/governor_sim.py
 	$(PY) bench/governor_real.py
 	$(PY) bench/plan_accuracy.py
+	$(PY) bench/console.py
 
 # The operator guide's screen pictures are the console's 80x24 test snapshots (refresh those
 # first with: $(PY) -m pytest tests/test_console_snapshots.py --snapshot-update).

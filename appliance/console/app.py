@@ -78,6 +78,9 @@ class HealthChanged(Message):
 
 
 W = TypeVar("W", bound=Widget)
+FRAME_S = 0.1
+"""The answer is redrawn at most this often while it streams: 10 frames a second read smoothly,
+and each redraw wraps the whole answer (bench/console.py measures what it costs the engine)."""
 _KNOWN_STATES = {"loading", "ready", "answering", "throttled", "restarting", "offline", "failed"}
 
 
@@ -120,6 +123,8 @@ class ConsoleApp(App[None]):
         self._answer_text = ""
         self._answer_raw = ""
         """As the model wrote it: an escape sequence may be split across tokens."""
+        self._drawn_at = 0.0
+        self._draw_pending = False
         self._follow = True
         """Keep the newest text in view; off once the operator scrolls up to read."""
         self._local_state: str | None = None
@@ -302,8 +307,21 @@ class ConsoleApp(App[None]):
         if self._answer is None or not self._current(message):
             return
         self._answer_raw += message.text
-        self._answer_text = clean(self._answer_raw)
-        self._show_answer(self._answer_text)
+        # At most one redraw per frame: each one cleans and wraps the whole answer, and on a
+        # 2-core box every CPU second spent drawing is one the engine does not get.
+        wait = self._drawn_at + FRAME_S - time.monotonic()
+        if wait <= 0:
+            self._draw_answer()
+        elif not self._draw_pending:
+            self._draw_pending = True
+            self.set_timer(wait, self._draw_answer)
+
+    def _draw_answer(self) -> None:
+        self._draw_pending = False
+        self._drawn_at = time.monotonic()
+        if self._answer is not None:
+            self._answer_text = clean(self._answer_raw)
+            self._show_answer(self._answer_text)
 
     def _show_answer(self, text: str) -> None:
         """Update the answer; follow it only if the operator has not scrolled up to read."""
@@ -320,15 +338,18 @@ class ConsoleApp(App[None]):
     def answer_ended(self, message: AnswerEnded) -> None:
         if not self._current(message):
             return
+        self._answer_text = clean(self._answer_raw)  # what a pending frame had not drawn yet
         notes = {"cancelled": self.t("note.cancelled"), "length": self.t("note.length")}
-        if self._answer is not None and message.finish_reason in notes:
-            self._show_answer(self._answer_text + notes[message.finish_reason])
+        note = notes.get(message.finish_reason, "")
+        if self._answer is not None and (self._answer_text or note):
+            self._show_answer(self._answer_text + note)
         self._finish("ready")
 
     @on(AnswerFailed)
     def answer_failed(self, message: AnswerFailed) -> None:
         if not self._current(message):
             return
+        self._answer_text = clean(self._answer_raw)
         if self._answer is not None:
             # What was already written stays readable above the error.
             error = self.t("error.answer", message=message.message)
