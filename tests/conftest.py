@@ -70,6 +70,12 @@ def _guard_this_process(netguard_log: Path) -> None:
     import sitecustomize  # noqa: F401  (installs the guard in the test process too)
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """SIGINT as a terminal delivers it. A test run started in the background (`make test &`)
+    inherits SIGINT ignored, and Python then never turns Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclass
 class GembaHome:
     """An isolated appliance: its own GEMBA_HOME, config and port."""
@@ -116,7 +122,8 @@ class GembaHome:
 
     def start_gemba(self, *args: str) -> subprocess.Popen[str]:
         process = subprocess.Popen([PYTHON, "-m", "appliance", *args], env=self.env, text=True,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.home)
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.home,
+                                   preexec_fn=_ctrl_c_as_at_a_terminal)
         self.processes.append(process)
         return process
 
