@@ -93,7 +93,8 @@ class Decision:
     slope_c_per_s: float = 0.0
     """Smoothed rise of the hottest figure, °C per second."""
     limiting: str | None = None
-    """The figure that decided the mode (e.g. gpu_temp_c), if any."""
+    """The figure that decided the mode (e.g. gpu_temp_c, or mem_available_bytes when memory
+    did), if any."""
     cause: str = "starting"
     """`reason` as a code a front end can put in its own language: starting, figure (the
     `limiting` figure against its limits), memory (below the reserve), no_limits (no sensors
@@ -149,8 +150,10 @@ def decide(previous: Decision, sample: Sample | None, budgets: Budgets, now_s: f
     integral, duty = _control(previous, mode, hottest, budgets, dt, slope)
     cause, reason = _reason(mode, hottest, memory_short, sample, budgets)
     since = previous.since_s if mode == previous.mode else now_s
+    limiting = "mem_available_bytes" if cause == "memory" else \
+        hottest.name if hottest is not None else None
     return Decision(mode, duty, severity, reason, since, now_s, values, integral, slope,
-                    hottest.name if hottest is not None else None, cause)
+                    limiting, cause)
 
 
 def _slope(previous: Decision, hottest: _Figure | None, dt: float) -> float:

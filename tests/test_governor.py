@@ -135,6 +135,7 @@ def test_memory_below_the_reserve_makes_new_requests_wait() -> None:
     decision = run([(1.0, sample(50, mem_gib=1.5))])[-1]
     assert decision.mode == "paused" and not decision.accepts_new_work
     assert "memory" in decision.reason and decision.cause == "memory"
+    assert decision.limiting == "mem_available_bytes"
 
 
 @pytest.mark.parametrize("watts, mode", [(17.0, "normal"), (18.5, "slowed"), (20.5, "paused"),

@@ -120,7 +120,6 @@ class ConsoleApp(App[None]):
         self._started = False
         """Whether the daemon has taken the current question (it may wait in its queue)."""
         self._answer: Static | None = None
-        self._answer_text = ""
         self._answer_raw = ""
         """As the model wrote it: an escape sequence may be split across tokens."""
         self._drawn_at = 0.0
@@ -128,10 +127,15 @@ class ConsoleApp(App[None]):
         self._follow = True
         """Keep the newest text in view; off once the operator scrolls up to read."""
         self._local_state: str | None = None
-        self._engine_state, self._severity = "ready", "ok"
+        self._engine_state, self._severity, self._detail = "ready", "ok", ""
         self.register_theme(ISA101)
         self.theme = ISA101.name
         self._bindings = BindingsMap(self._keys())
+
+    @property
+    def _answer_text(self) -> str:
+        """The answer so far as the screen may show it."""
+        return clean(self._answer_raw)
 
     def _keys(self) -> list[Binding]:
         """Exactly these keys, in the operator's language (Textual's defaults would hide ours)."""
@@ -231,8 +235,12 @@ class ConsoleApp(App[None]):
 
     @on(HealthChanged)
     def health_changed(self, message: HealthChanged) -> None:
+        if (message.state, message.severity, message.detail) == (
+                self._engine_state, self._severity, self._detail):
+            return  # the same news every second: nothing to redraw
         changed = message.state != self._engine_state
         self._engine_state, self._severity = message.state, message.severity
+        self._detail = message.detail
         if changed and self._local_state == "error":
             self._local_state = None  # the engine moved on: the old error no longer applies
         banner = self.screen_stack[0].query_one("#banner", Static)
@@ -256,7 +264,7 @@ class ConsoleApp(App[None]):
         self.answering = True
         transcript = self._ask("#transcript", VerticalScroll)
         transcript.mount(Static(f"Q: {clean(question)}", classes="question", markup=False))
-        self._answer_text = self._answer_raw = ""
+        self._answer_raw = ""
         self._follow = True
         self._answer = Static("…", classes="answer", markup=False)
         transcript.mount(self._answer)
@@ -320,7 +328,6 @@ class ConsoleApp(App[None]):
         self._draw_pending = False
         self._drawn_at = time.monotonic()
         if self._answer is not None:
-            self._answer_text = clean(self._answer_raw)
             self._show_answer(self._answer_text)
 
     def _show_answer(self, text: str) -> None:
@@ -338,22 +345,21 @@ class ConsoleApp(App[None]):
     def answer_ended(self, message: AnswerEnded) -> None:
         if not self._current(message):
             return
-        self._answer_text = clean(self._answer_raw)  # what a pending frame had not drawn yet
         notes = {"cancelled": self.t("note.cancelled"), "length": self.t("note.length")}
-        note = notes.get(message.finish_reason, "")
-        if self._answer is not None and (self._answer_text or note):
-            self._show_answer(self._answer_text + note)
+        text = self._answer_text + notes.get(message.finish_reason, "")
+        if self._answer is not None and text:
+            self._show_answer(text)
         self._finish("ready")
 
     @on(AnswerFailed)
     def answer_failed(self, message: AnswerFailed) -> None:
         if not self._current(message):
             return
-        self._answer_text = clean(self._answer_raw)
         if self._answer is not None:
             # What was already written stays readable above the error.
             error = self.t("error.answer", message=message.message)
-            self._answer.update(f"{self._answer_text}\n{error}" if self._answer_text else error)
+            text = self._answer_text
+            self._show_answer(f"{text}\n{error}" if text else error)
             self._answer.add_class("error")
         self._finish("error")
         self._ask("#question", Input).value = message.question
@@ -421,18 +427,18 @@ class ConsoleApp(App[None]):
 
     def action_cancel(self) -> None:
         """Escape stops the answer; with none streaming, it goes back to Ask."""
-        if self.answering and not self._started:
-            # Still waiting for its turn (a hot box, other consoles): withdraw it now rather
-            # than when the turn comes. The worker stops the daemon's job once it is taken.
-            self.workers.cancel_group(self, "answer")
-            if self._answer is not None:
-                self._show_answer(self.t("note.withdrawn"))
-            self._finish("ready")
-        elif self.answering:
-            self.workers.cancel_group(self, "answer")
-            self._set_state("cancelling")
-        else:
+        if not self.answering:
             self.action_show_ask()
+            return
+        self.workers.cancel_group(self, "answer")
+        if self._started:
+            self._set_state("cancelling")  # the daemon's last event ends it, partial text kept
+            return
+        # Still waiting for its turn (a hot box, other consoles): withdraw it now rather than
+        # when the turn comes. The worker stops the daemon's job once it is taken.
+        if self._answer is not None:
+            self._show_answer(self.t("note.withdrawn"))
+        self._finish("ready")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The one gate for keys: a kiosk never quits, and while someone signs in only the

@@ -67,22 +67,20 @@ class Telemetry:
 def telemetry_from(body: dict[str, Any], health: dict[str, Any] | None) -> Telemetry:
     """The daemon's telemetry and health answers as one immutable picture."""
     latest, samples = body.get("latest") or {}, body.get("samples") or []
+    limits = body.get("limits") or {}
     figures = []
     for name in FIGURES:
         now = latest.get(name) or {}
         history = tuple(row[name] for row in samples if row.get(name) is not None)
-        high = (body.get("limits") or {}).get(name, {}).get("critical")
+        high = limits.get(name, {}).get("critical")
         figures.append(Figure(name, now.get("value"), now.get("severity"), history, high))
     governor = body.get("governor") or {}
     state = health.get("state", "ready") if health is not None else "offline"
-    limiting = governor.get("limiting")
-    if governor.get("cause") == "memory":
-        limiting = "mem_available_bytes"
-    limits = (body.get("limits") or {}).get(limiting or "", {})
+    limiting = governor.get("limiting") or ""
     return Telemetry(tuple(figures), state, governor.get("mode"), governor.get("duty"),
-                     governor.get("reason") or "", governor.get("cause"), limiting,
-                     (governor.get("figures") or {}).get(limiting or ""),
-                     tuple(sorted(limits.items())))
+                     governor.get("reason") or "", governor.get("cause"), limiting or None,
+                     (governor.get("figures") or {}).get(limiting),
+                     tuple(sorted(limits.get(limiting, {}).items())))
 
 
 def explain(telemetry: Telemetry, t: Strings) -> str:
@@ -93,7 +91,6 @@ def explain(telemetry: Telemetry, t: Strings) -> str:
                       else format_value(name or "", value))
               for level, value in telemetry.limiting_limits}
     value = format_value(name or "", telemetry.limiting_value)
-    duty = f"{telemetry.duty:.0%}" if telemetry.duty is not None else "-"
     if cause == "figure" and mode in _MODES and name and value \
             and {"careful", "warning", "critical"} <= set(limits):
         return t(f"reason.{mode}", figure=t(f"health.{name}"), value=value, **limits)
@@ -102,8 +99,12 @@ def explain(telemetry: Telemetry, t: Strings) -> str:
     if cause == "stale" and mode in ("paused", "refused"):
         return t("reason.stale_hold")
     if cause in ("stale", "no_sensor", "no_limits", "starting"):
-        return t(f"reason.{cause}", duty=duty)
+        return t(f"reason.{cause}", duty=percent(telemetry.duty))
     return telemetry.reason
+
+
+def percent(duty: float | None) -> str:
+    return f"{duty:.0%}" if duty is not None else "-"
 
 
 def format_value(name: str, value: float | None) -> str | None:
@@ -243,7 +244,6 @@ class HealthScreen(Screen[None]):
             self.query_one(f"#figure-{figure.name}", FigureRow).show(figure)
         engine.update(self.t("health.engine", state=self.t.state(telemetry.engine_state)))
         if telemetry.mode is not None:
-            duty = f"{telemetry.duty:.0%}" if telemetry.duty is not None else "-"
             self.query_one("#health-governor", Static).update(self.t(
-                "health.governor", mode=self.t(f"health.mode.{telemetry.mode}"), duty=duty,
-                reason=explain(telemetry, self.t)))
+                "health.governor", mode=self.t(f"health.mode.{telemetry.mode}"),
+                duty=percent(telemetry.duty), reason=explain(telemetry, self.t)))

@@ -348,10 +348,8 @@ class Strings:
     def failure(self, kind: str, message: str) -> str:
         """Why a question failed, as the operator can act on it; an error kind this console does
         not know reads in the appliance's own words."""
-        key = f"failure.{kind}"
-        return self._table[key] if key in self._table else message
+        return self._table.get(f"failure.{kind}", message)
 
     def state(self, state: str) -> str:
         """An engine state in words; a state this console does not know reads as itself."""
-        key = f"state.{state}"
-        return self._table[key] if key in self._table else state
+        return self._table.get(f"state.{state}", state)
