@@ -7,14 +7,13 @@ Pilot tests are sync functions around `asyncio.run`. Timeouts are only deadlines
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shlex
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from textual.widgets import Input, Static
 from appliance.client import ApplianceClient
 from appliance.console.app import AnswerText, ConsoleApp
 from appliance.console.text import clean
+from tests.console_pilot import run_closing, screen_text, wait_for
 
 SIZE = (80, 24)
 ANSWER_DEADLINE_S = 120  # generous: two cores, and other tests may share the machine
@@ -33,25 +33,6 @@ PLACEHOLDER = "…"
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def run(test: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(test())
-
-
-async def wait_for(pilot: Pilot[Any], condition: Callable[[], bool], what: str,
-                   timeout_s: float = ANSWER_DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {what}; "
-                                 f"the screen shows:\n{screen_text(pilot.app)}")
-        await pilot.pause(0.1)
-
-
-def screen_text(app: ConsoleApp) -> str:
-    """What the 80x24 screen shows right now, as plain text lines."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
 def question_input(app: ConsoleApp) -> Input:
     return app.query_one("#question", Input)
 
@@ -115,7 +96,7 @@ def test_operator_sees_streamed_answer_and_it_lands_in_history(daemon: GembaHome
             assert question_input(app).value == ""
             assert app.focused is question_input(app), "ready for the next question"
 
-    run(scenario)
+    run_closing(app.client, scenario)
     row = new_conversation(daemon, question, before)
     assert row is not None, f"no conversation titled {question!r} in {daemon.history()}"
     stored = daemon.conversation(row["id"])["messages"]
@@ -147,7 +128,7 @@ def test_escape_stops_the_answer_and_keeps_the_partial_text(daemon: GembaHome) -
             assert "| ready" in screen_text(app).splitlines()[0]
             assert not question_input(app).disabled
 
-    run(scenario)
+    run_closing(app.client, scenario)
     deadline = time.monotonic() + 10
     row = new_conversation(daemon, LONG_ANSWER_PROMPT, before)
     while (row is None or row["last_finish_reason"] != "cancelled") and time.monotonic() < deadline:
@@ -181,7 +162,7 @@ def test_question_box_is_locked_while_the_answer_streams(daemon: GembaHome) -> N
             assert not box.disabled
             assert app.focused is box
 
-    run(scenario)
+    run_closing(app.client, scenario)
 
 
 # -- without a daemon ----------------------------------------------------------------------------
@@ -212,10 +193,7 @@ def test_unreachable_appliance_gives_the_question_back_with_an_error(lang: str, 
             assert said in "".join(screen.split()) or said in " ".join(screen.split())
             assert state in screen.splitlines()[0]
 
-    try:
-        run(scenario)  # an exception escaping the app would surface here
-    finally:
-        client.close()
+    run_closing(client, scenario)
 
 
 # -- model text is data --------------------------------------------------------------------------
@@ -248,7 +226,7 @@ def test_markup_and_escapes_in_an_answer_show_as_plain_text(daemon: GembaHome) -
             assert not answer.visual.spans, "no markup was interpreted"
             assert expected in screen_text(app).replace("\n", "")
 
-    run(scenario)
+    run_closing(app.client, scenario)
 
 
 # -- a real terminal -----------------------------------------------------------------------------

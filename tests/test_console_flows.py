@@ -3,16 +3,13 @@ the Health screen of a hot box, a lost daemon brought back, and a kiosk that wil
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from appliance.client import ApplianceClient
@@ -22,25 +19,12 @@ from appliance.console.health import FigureRow, HealthScreen
 from appliance.console.login import LoginScreen
 from appliance.launcher import ensure_daemon
 from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
+from tests.console_pilot import run_closing, screen_text, wait_for
 
 pytestmark = pytest.mark.model
 SIZE = (80, 24)
 HOT_BOX = "ambient_c=60,r_c_per_w=4,c_j_per_c=3.75,idle_w=1,load_w=10,full_tok_per_s=80"
 LIMITS = "cpu_careful_c = 55\ncpu_warning_c = 70\ncpu_critical_c = 80\nsensors_expected = true\n"
-
-
-def _text(app: ConsoleApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def _until(pilot: Pilot[Any], condition: Callable[[], bool], what: str,
-                 seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}; the screen shows:\n"
-                                 f"{_text(pilot.app)}")  # type: ignore[arg-type]
-        await pilot.pause(0.1)
 
 
 def _answers(app: ConsoleApp) -> list[str]:
@@ -51,36 +35,37 @@ def test_alarm_form_asks_for_the_operator_and_sign_out_hands_over(daemon: GembaH
     client = ApplianceClient(daemon.url)
     app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", temperature=0.0, max_tokens=24)
 
-    async def scenario() -> None:
+    async def scenario() -> list[dict[str, Any]]:
         async with app.run_test(size=SIZE) as pilot:
-            await _until(pilot, lambda: isinstance(app.screen, LoginScreen), "the sign-in form")
+            await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen),
+                           "the sign-in form")
             await pilot.press("enter")  # no name: refused, the form stays
             assert isinstance(app.screen, LoginScreen)
             await pilot.press("f3", "f4", "f5", "f9", "escape")  # no way around the sign-in
             assert isinstance(app.screen, LoginScreen) and len(app.screen_stack) == 2
             await pilot.press(*"Zhao", "enter")
-            await _until(pilot, lambda: "| operator Zhao" in _text(app), "Zhao signed in", 5)
+            await wait_for(pilot, lambda: "| operator Zhao" in screen_text(app),
+                           "Zhao signed in", 5)
 
             await pilot.press("f5", "enter", "enter", "enter")  # the alarm code is required
-            assert "Alarm code is needed." in _text(app)
+            assert "Alarm code is needed." in screen_text(app)
             await pilot.press(*"E-217", "enter", *"Oven2", "enter", "enter")
-            await _until(pilot, lambda: len(_answers(app)) == 1 and not app.answering,
-                         "the answer to the alarm form")
+            await wait_for(pilot, lambda: len(_answers(app)) == 1 and not app.answering,
+                           "the answer to the alarm form")
             asked = str(app.query_one(".question", Static).content)
             assert "E-217" in asked and "Oven2" in asked and "Observed" not in asked
             assert "Could not answer" not in _answers(app)[0]
 
             await pilot.press("f9")  # the next operator gets a clean screen
-            await _until(pilot, lambda: isinstance(app.screen, LoginScreen), "sign-in again", 5)
+            await wait_for(pilot, lambda: isinstance(app.screen, LoginScreen), "sign-in again",
+                           5)
             assert not app.screen_stack[0].query(".answer")
             await pilot.press(*"Sun", "enter")
-            await _until(pilot, lambda: "| operator Sun" in _text(app), "Sun signed in", 5)
+            await wait_for(pilot, lambda: "| operator Sun" in screen_text(app), "Sun signed in",
+                           5)
+        return client.conversations(5, "E-217", operator="Zhao")
 
-    try:
-        asyncio.run(scenario())
-        rows = client.conversations(5, "E-217", operator="Zhao")
-    finally:
-        client.close()
+    rows = run_closing(client, scenario)
     assert rows and rows[0]["title"].startswith("Explain alarm E-217 on Oven2")
 
 
@@ -96,8 +81,8 @@ def test_health_shows_a_hot_box_against_its_budget(gemba_home: GembaHome) -> Non
             await pilot.press("f4")
             assert isinstance(app.screen, HealthScreen)
             row = app.screen.query_one("#figure-cpu_temp_c", FigureRow)
-            await _until(pilot, lambda: row.has_class("careful"), "CPU temperature at careful")
-            text = _text(app)
+            await wait_for(pilot, lambda: row.has_class("careful"), "CPU temperature at careful")
+            text = screen_text(app)
             cpu_line = next(line for line in text.splitlines() if "CPU temperature" in line)
             assert "°C" in cpu_line and "careful" in cpu_line
             assert "GiB" in next(line for line in text.splitlines() if "Free memory" in line)
@@ -108,10 +93,7 @@ def test_health_shows_a_hot_box_against_its_budget(gemba_home: GembaHome) -> Non
             await pilot.press("escape")  # nothing streams: back to Ask
             assert not isinstance(app.screen, HealthScreen)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        client.close()
+    run_closing(client, scenario)
 
 
 def test_a_lost_daemon_shows_a_banner_and_the_console_brings_it_back(
@@ -129,25 +111,22 @@ def test_a_lost_daemon_shows_a_banner_and_the_console_brings_it_back(
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
             banner = app.query_one("#banner", Static)
-            await _until(pilot, lambda: "| ready" in _text(app), "ready", 30)
+            await wait_for(pilot, lambda: "| ready" in screen_text(app), "ready", 30)
             assert not banner.display
             stopped = gemba_home.gemba("stop", timeout=30)
             assert stopped.returncode == 0, stopped.stderr
-            await _until(pilot, lambda: banner.display, "the offline banner", 15)
-            assert "Connection to the appliance lost" in _text(app)
-            assert "offline: reconnecting" in _text(app).splitlines()[0]
-            await _until(pilot, lambda: not banner.display and "| ready" in _text(app),
+            await wait_for(pilot, lambda: banner.display, "the offline banner", 15)
+            assert "Connection to the appliance lost" in screen_text(app)
+            assert "offline: reconnecting" in screen_text(app).splitlines()[0]
+            await wait_for(pilot, lambda: not banner.display and "| ready" in screen_text(app),
                          "the daemon to come back", 120)
             app.query_one("#question", Input).value = "Are you back?"
             await pilot.press("enter")
-            await _until(pilot, lambda: len(_answers(app)) == 1 and not app.answering,
+            await wait_for(pilot, lambda: len(_answers(app)) == 1 and not app.answering,
                          "an answer after the reconnect")
             assert "Could not answer" not in _answers(app)[0]
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        client.close()
+    run_closing(client, scenario)
 
 
 def test_kiosk_console_cannot_be_quit(daemon: GembaHome) -> None:
@@ -159,17 +138,14 @@ def test_kiosk_console_cannot_be_quit(daemon: GembaHome) -> None:
             await pilot.press("ctrl+q")
             await pilot.pause(0.3)
             assert app.is_running and app.return_code is None
-            assert "Quit" not in _text(app).splitlines()[-1]
+            assert "Quit" not in screen_text(app).splitlines()[-1]
             await pilot.press("f9")  # signing out still works: the console stays up
             assert isinstance(app.screen, LoginScreen)
             await pilot.press("ctrl+q")
             await pilot.pause(0.3)
             assert app.is_running
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        client.close()
+    run_closing(client, scenario)
 
 
 def test_console_refuses_a_bad_operator_name_before_starting_anything(
@@ -188,20 +164,19 @@ def test_a_failed_engine_shows_why_in_a_banner(daemon: GembaHome) -> None:
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await _until(pilot, lambda: "就绪" in _text(app), "ready", 30)
+            await wait_for(pilot, lambda: "就绪" in screen_text(app), "ready", 30)
             app.workers.cancel_group(app, "health")  # the daemon here is fine: say it is not
-            await _until(pilot, lambda: all(w.is_finished for w in app.workers), "the poller", 10)
+            await wait_for(pilot, lambda: all(w.is_finished for w in app.workers), "the poller",
+                           10)
             app.post_message(HealthChanged("failed", "ok", reason))
-            await _until(pilot, lambda: app.query_one("#banner", Static).display, "the banner", 5)
-            text = _text(app)
+            await wait_for(pilot, lambda: app.query_one("#banner", Static).display, "the banner",
+                           5)
+            text = screen_text(app)
             wrapped = "".join(text.split())  # the banner wraps at 80 columns
             assert "".join(f"引擎故障：{reason}".split()) in wrapped
             assert "引擎故障" in text.splitlines()[0]
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        client.close()
+    run_closing(client, scenario)
 
 
 def test_escape_on_a_question_still_waiting_withdraws_it_at_once(daemon: GembaHome) -> None:
@@ -218,25 +193,24 @@ def test_escape_on_a_question_still_waiting_withdraws_it_at_once(daemon: GembaHo
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await _until(pilot, lambda: "| ready" in _text(app), "ready", 30)
+            await wait_for(pilot, lambda: "| ready" in screen_text(app), "ready", 30)
             blocker.start()
-            await _until(pilot, lambda: (daemon.health() or {}).get("engine_state")
+            await wait_for(pilot, lambda: (daemon.health() or {}).get("engine_state")
                          == "answering", "the other console's answer", 30)
             await pilot.press(*question, "enter")
             await pilot.pause(0.5)
-            assert app.answering and "Q: " in _text(app)  # queued behind the other answer
+            assert app.answering and "Q: " in screen_text(app)  # queued behind the other answer
             await pilot.press("escape")
             await pilot.pause()
             assert not app.answering, "Esc gave the console back at once"
             assert _answers(app)[-1] == "[withdrawn before its turn came]"
-            assert "| ready" in _text(app).splitlines()[0]
+            assert "| ready" in screen_text(app).splitlines()[0]
             box = app.query_one("#question", Input)
             assert not box.disabled and box.value == ""
 
     try:
-        asyncio.run(scenario())
+        run_closing(client, scenario)
     finally:
-        client.close()
         blocker.join(timeout=120)
     deadline = time.monotonic() + 60  # when its turn came, the daemon stopped it at once
     rows: list[dict[str, Any]] = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import pytest
@@ -11,6 +10,7 @@ from appliance.client import ApplianceClient
 from appliance.console.app import ConsoleApp
 from appliance.console.i18n import CATALOG, LANGUAGES, Strings
 from tests.conftest import free_port
+from tests.console_pilot import run_closing, screen_text, wait_for
 
 PLACEHOLDER = re.compile(r"{(\w+)}")
 
@@ -29,10 +29,6 @@ def test_unknown_language_is_refused_by_name() -> None:
         Strings("fr")
 
 
-def _screen(app: ConsoleApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
 @pytest.mark.parametrize("lang, offline, placeholder, cancel_key", [
     ("en", "offline: reconnecting", "Type a question and press Enter", "Cancel"),
     ("zh", "离线：正在重连", "输入问题后按回车", "取消"),
@@ -45,16 +41,11 @@ def test_console_in_each_language_says_it_is_offline(lang: str, offline: str, pl
 
     async def scenario() -> str:
         async with app.run_test(size=(80, 24)) as pilot:
-            for _ in range(300):
-                if offline in _screen(app) and cancel_key in _screen(app):
-                    break
-                await pilot.pause(0.05)
-            return _screen(app)
+            await wait_for(pilot, lambda: offline in screen_text(app)
+                           and cancel_key in screen_text(app), "the offline status", 15)
+            return screen_text(app)
 
-    try:
-        screen = asyncio.run(scenario())
-    finally:
-        client.close()
+    screen = run_closing(client, scenario)
     first_line = screen.splitlines()[0]
     assert offline in first_line
     assert placeholder in screen

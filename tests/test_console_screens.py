@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
@@ -12,20 +11,9 @@ from appliance.client import ApplianceClient
 from appliance.console.app import ConsoleApp
 from appliance.console.screens import HelpScreen, HistoryScreen
 from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
+from tests.console_pilot import run_closing, screen_text, wait_for
 
 pytestmark = pytest.mark.model
-
-
-def _screen_text(app: ConsoleApp) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def _until(pilot, condition, seconds: float = 30.0) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(int(seconds / 0.05)):
-        if condition():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("the screen never showed what was expected")
 
 
 def _ask_via_api(daemon: GembaHome, question: str) -> str:
@@ -46,22 +34,20 @@ def test_history_finds_and_reopens_a_past_answer(daemon: GembaHome) -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await pilot.press("f3")
             assert isinstance(app.screen, HistoryScreen)
-            await _until(pilot, lambda: "Another question" in _screen_text(app))
+            await wait_for(pilot, lambda: "Another question" in screen_text(app), "the list", 30)
             await pilot.press(*tag, "enter")  # search narrows the list to that line's question
-            await _until(pilot, lambda: "Another question" not in _screen_text(app))
-            assert tag in _screen_text(app)
+            await wait_for(pilot, lambda: "Another question" not in screen_text(app),
+                           "the search to narrow the list", 30)
+            assert tag in screen_text(app)
             await pilot.press("enter")  # open the highlighted conversation
-            await _until(pilot, lambda: "A: " in _screen_text(app))
+            await wait_for(pilot, lambda: "A: " in screen_text(app), "the conversation", 30)
             # Compared with whitespace folded: the answer may wrap or hold blank lines.
-            assert " ".join(answer.split())[:15] in " ".join(_screen_text(app).split())
+            assert " ".join(answer.split())[:15] in " ".join(screen_text(app).split())
             await pilot.press("f2")
             assert not isinstance(app.screen, HistoryScreen)
             assert app.focused is app.query_one("#question")
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        client.close()
+    run_closing(client, scenario)
 
 
 def test_help_in_japanese_lists_the_keys(daemon: GembaHome) -> None:
@@ -73,12 +59,9 @@ def test_help_in_japanese_lists_the_keys(daemon: GembaHome) -> None:
             await pilot.press("f1")
             assert isinstance(app.screen, HelpScreen)
             await pilot.pause(0.1)
-            return _screen_text(app)
+            return screen_text(app)
 
-    try:
-        text = asyncio.run(scenario())
-    finally:
-        client.close()
+    text = run_closing(client, scenario)
     assert "ヘルプ" in text and "過去の質問" in text and "履歴" in text
     for key in ("F1", "F2", "F3", "F4", "F5", "F6", "F7", "F9", "Ctrl+Q"):
         assert key in text, key
@@ -94,13 +77,10 @@ def test_an_answer_that_ends_behind_the_history_screen_is_kept(daemon: GembaHome
             await pilot.press(*LONG_ANSWER_PROMPT, "enter")
             await pilot.press("f3")  # look something up while the answer streams (~2 s)
             assert isinstance(app.screen, HistoryScreen)
-            await _until(pilot, lambda: not app.answering)
+            await wait_for(pilot, lambda: not app.answering, "the answer to end", 30)
             assert isinstance(app.screen, HistoryScreen)  # the ending did not pull it away
             await pilot.press("f2")
             assert app._answer_text.strip()
             assert not app.query_one("#question").disabled
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        client.close()
+    run_closing(client, scenario)

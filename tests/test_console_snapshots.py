@@ -14,10 +14,8 @@ Update after a deliberate change: `.venv/bin/python -m pytest tests/test_console
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from appliance.console.app import ConsoleApp, HealthChanged
 from appliance.console.health import HealthScreen, TelemetryArrived, telemetry_from
 from appliance.console.i18n import LANGUAGES, Strings
 from tests.conftest import ROOT, GembaHome, _make_home, clock_in
+from tests.console_pilot import run_closing, screen_text, wait_for
 
 pytestmark = pytest.mark.model
 
@@ -85,50 +84,42 @@ def _app(home: GembaHome, screen: str, lang: str) -> ConsoleApp:
                       temperature=0.0, max_tokens=40)
 
 
-async def _until(pilot: Pilot[Any], condition: Any, what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        await pilot.pause(0.05)
-
-
 async def _open(pilot: Pilot[Any], screen: str, lang: str) -> None:
     """Bring the console to `screen` as an operator would, then freeze it for a picture."""
     app = pilot.app
     assert isinstance(app, ConsoleApp)
     # run_before runs as soon as the app starts: wait until the operator could type.
-    await _until(pilot, lambda: app.focused is not None, "the console to take focus", 10)
+    await wait_for(pilot, lambda: app.focused is not None, "the console to take focus", 10)
     t = Strings(lang)
     if screen == "ask":
         app.query_one("#question", Input).value = QUESTIONS[lang]
         await pilot.press("enter")
         # Forty tokens may be written before press() returns: wait for the ended answer.
-        await _until(pilot, lambda: len(app.query(".answer")) == 1 and not app.answering,
+        await wait_for(pilot, lambda: len(app.query(".answer")) == 1 and not app.answering,
                      "the answer to end")
     elif screen == "task":
         await pilot.press("f5", *"E-104", "enter")
         app.screen.query_one("#task-machine", Input).value = t("task.machine") + " 3"
     elif screen == "history":
         await pilot.press("f3")
-        await _until(pilot, lambda: app.screen.query_one("#history-list").option_count == 3,
+        await wait_for(pilot, lambda: app.screen.query_one("#history-list").option_count == 3,
                      "the history list")
         await pilot.press("tab", "enter")
-        await _until(pilot, lambda: "A: " in str(app.screen.query_one("#history-text").content),
+        await wait_for(pilot, lambda: "A: " in str(app.screen.query_one("#history-text").content),
                      "the conversation to open")
     elif screen == "health":
         await pilot.press("f4")
         health_screen = app.screen
         assert isinstance(health_screen, HealthScreen)
-        await _until(pilot, lambda: health_screen.shown is not None, "live telemetry")
+        await wait_for(pilot, lambda: health_screen.shown is not None, "live telemetry")
         health_screen.stop_polling()
         app.workers.cancel_group(app, "health")
-        await _until(pilot, lambda: all(w.is_finished for w in app.workers), "the pollers", 10)
+        await wait_for(pilot, lambda: all(w.is_finished for w in app.workers), "the pollers", 10)
         health = HOT_BOX["health"]
         app.post_message(HealthChanged(health["state"], health["governor"]["severity"]))
         health_screen.post_message(TelemetryArrived(telemetry_from(HOT_BOX["telemetry"],
                                                                    health)))
-        await _until(pilot, lambda: health_screen.shown is not None
+        await wait_for(pilot, lambda: health_screen.shown is not None
                      and health_screen.shown.figures[0].value is not None, "the recording")
     elif screen == "help":
         await pilot.press("f1")
@@ -137,10 +128,6 @@ async def _open(pilot: Pilot[Any], screen: str, lang: str) -> None:
     for box in app.screen.query(Input):
         box.cursor_blink = False
     await pilot.pause(0.2)
-
-
-def _lines(app: ConsoleApp) -> list[str]:
-    return [strip.text for strip in app.screen._compositor.render_strips()]
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -165,12 +152,10 @@ def _run(home: GembaHome, screen: str, lang: str, size: tuple[int, int],
         async with app.run_test(size=size) as pilot:
             await _open(pilot, screen, lang)
             strips = app.screen._compositor.render_strips()
-            return _lines(app), [(seg.text, seg.style) for strip in strips for seg in strip]
+            return (screen_text(app).split("\n"),
+                    [(seg.text, seg.style) for strip in strips for seg in strip])
 
-    try:
-        return asyncio.run(scenario())
-    finally:
-        app.client.close()
+    return run_closing(app.client, scenario)
 
 
 @pytest.mark.parametrize("lang", LANGUAGES)
