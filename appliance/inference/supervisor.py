@@ -34,6 +34,8 @@ from appliance.inference.worker import run_worker
 
 _BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 _CRASH_WINDOW_S = 300.0
+_CANCEL_GRACE_S = 60.0
+"""A cancelled job stops within a token; a worker silent this long after Cancel is hung."""
 
 
 class _WorkerGone(Exception):
@@ -66,6 +68,8 @@ class EngineSupervisor:
         self._next_job_id = 0
         self._throttle = Throttle(1.0, config.n_threads)
         self._piece_times: deque[float] = deque(maxlen=512)
+        self._engine_free = asyncio.Event()
+        self._engine_free.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -111,7 +115,13 @@ class EngineSupervisor:
 
     # -- jobs --------------------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncIterator[tuple[int, Event]]:
-        """Run one job (the caller holds the scheduler's slot). Yields (job_id, event)."""
+        """Run one job (the caller holds the scheduler's slot). Yields (job_id, event).
+
+        Whatever ends the caller's interest before the job's last event (an exception in the
+        caller, a cancelled task, a closed generator) cancels the job in the worker, and the
+        next job waits until the worker has said this one is over: the engine is never left
+        answering a job nobody waits for."""
+        await self._wait_engine_free()
         if not self.ready:
             raise EngineError(f"the engine is {self.status.state}"
                               + (f": {self.status.detail}" if self.status.detail else ""),
@@ -119,23 +129,55 @@ class EngineSupervisor:
         self._next_job_id += 1
         job_id = self._next_job_id
         self._job_id, self._events = job_id, asyncio.Queue()
+        self._engine_free.clear()
         self.status.state = "answering"
+        ended = False
         try:
             assert self._conn is not None
             self._conn.send(Generate(job_id, request))
             while True:
                 event = await self._events.get()
                 if isinstance(event, _WorkerGone):
+                    ended = True
                     raise EngineError("the inference engine stopped unexpectedly while answering "
                                       f"({event}); it is restarting",
                                       "ask again in a few seconds; the question is kept in history")
+                ended = isinstance(event, (Finished, Refused))
                 yield job_id, event
-                if isinstance(event, (Finished, Refused)):
+                if ended:
                     return
         finally:
-            self._job_id = self._events = None
-            if self.status.state == "answering":
-                self.status.state = "ready"
+            ended = ended or self._ended_unread()
+            self._events = None
+            if ended or self._conn is None:
+                self._job_done()
+            else:
+                self._send(Cancel(job_id))  # _dispatch frees the engine when the worker ends it
+
+    async def _wait_engine_free(self) -> None:
+        """Wait for a cancelled job to wind down in the worker; a worker that does not stop it
+        within the grace period is hung, and is killed and restarted."""
+        try:
+            await asyncio.wait_for(self._engine_free.wait(), _CANCEL_GRACE_S)
+        except TimeoutError:
+            process = self._process
+            if process is not None and process.is_alive():
+                process.kill()  # the pipe's EOF restarts it (_on_worker_exit)
+            await self._engine_free.wait()
+
+    def _ended_unread(self) -> bool:
+        """The job's last event already arrived but its caller left before reading it."""
+        events = self._events
+        while events is not None and not events.empty():
+            if isinstance(events.get_nowait(), (Finished, Refused, _WorkerGone)):
+                return True
+        return False
+
+    def _job_done(self) -> None:
+        self._job_id = None
+        self._engine_free.set()
+        if self.status.state == "answering":
+            self.status.state = "ready"
 
     def cancel(self, job_id: int) -> None:
         if self._job_id == job_id:
@@ -187,12 +229,15 @@ class EngineSupervisor:
                 self._ready.set_exception(EngineError(
                     f"the model could not be loaded: {message.message}",
                     "check the model and the memory settings with `gemba models verify`"))
-        elif isinstance(message, tuple) and self._events is not None \
-                and message[0] == self._job_id:
-            if isinstance(message[1], Piece):
+        elif isinstance(message, tuple) and message[0] == self._job_id:
+            job_id, event = message
+            if isinstance(event, Piece):
                 now = time.monotonic()
-                self._piece_times.extend([now] * message[1].tokens)
-            self._events.put_nowait(message[1])
+                self._piece_times.extend([now] * event.tokens)
+            if self._events is not None:
+                self._events.put_nowait(event)
+            elif isinstance(event, (Finished, Refused)):
+                self._job_done()  # an abandoned job the worker has now stopped
 
     def _on_worker_exit(self) -> None:
         process = self._process
@@ -201,11 +246,13 @@ class EngineSupervisor:
             process.join(timeout=1)
             exitcode = process.exitcode
         self._detach()
-        if self._stopping or self.status.state == "failed":
-            return
         reason = f"worker exit code {exitcode}"
         if self._events is not None:
             self._events.put_nowait(_WorkerGone(reason))
+        elif self._job_id is not None:
+            self._job_done()  # no worker, no job: the next one waits for the restart instead
+        if self._stopping or self.status.state == "failed":
+            return
         self._schedule_restart(reason)
 
     def _schedule_restart(self, reason: str) -> None:

@@ -9,12 +9,14 @@ speed), and a thread count change applies to the live llama.cpp context.
 from __future__ import annotations
 
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
 from appliance.inference.protocol import (
     Cancel,
     EngineConfig,
+    Finished,
     Generate,
     LoadFailed,
     Piece,
@@ -64,23 +66,29 @@ class _Pace:
 
 def serve_jobs(conn: Connection, engine: Any) -> None:
     pace = _Pace(engine)
+    waiting: deque[Generate] = deque()  # jobs that arrived while another ran: never dropped
     while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            return
+        if waiting:
+            message: object = waiting.popleft()
+        else:
+            try:
+                message = conn.recv()
+            except EOFError:
+                return
         if isinstance(message, Shutdown):
             return
         if isinstance(message, Throttle):
             pace.apply(message)
         elif isinstance(message, Generate):
-            if not _Job(conn, engine, message, pace).run():
+            if not _Job(conn, engine, message, pace, waiting).run():
                 return
 
 
 class _Job:
-    def __init__(self, conn: Connection, engine: Any, job: Generate, pace: _Pace) -> None:
+    def __init__(self, conn: Connection, engine: Any, job: Generate, pace: _Pace,
+                 waiting: deque[Generate]) -> None:
         self.conn, self.engine, self.job, self.pace = conn, engine, job, pace
+        self.waiting = waiting
         self.cancel_requested = self.shutdown = False
         self.interval_s = engine.config.stream_interval_ms / 1000.0
         self.pending: list[str] = []
@@ -114,7 +122,18 @@ class _Job:
                 self.pace.apply(message)
             elif isinstance(message, Shutdown):
                 self.cancel_requested = self.shutdown = True
+            elif isinstance(message, Generate):
+                self.waiting.append(message)
+            elif isinstance(message, Cancel):
+                self._withdraw(message.job_id)
         return self.cancel_requested
+
+    def _withdraw(self, job_id: int) -> None:
+        """A job still waiting here was cancelled: it ends now, with nothing generated."""
+        for waiting in list(self.waiting):
+            if waiting.job_id == job_id:
+                self.waiting.remove(waiting)
+                self.conn.send((job_id, Finished("cancelled", 0, 0, None, 0.0)))
 
     def flush(self) -> None:
         if self.pending:
