@@ -7,6 +7,8 @@ on power failure. A damaged file is detected here, before anything writes into i
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
@@ -36,6 +38,52 @@ def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     result = conn.execute("PRAGMA quick_check").fetchone()[0]
     if result != "ok":
         raise _damaged(path, result)
+
+
+@contextmanager
+def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """One write transaction that takes the write lock first (`BEGIN IMMEDIATE`).
+
+    A transaction that reads before it writes (sqlite-utils' `atomic()` is a deferred `BEGIN`)
+    cannot wait for a lock another process holds: SQLite answers SQLITE_BUSY at once on the
+    read-to-write upgrade. Taking the lock up front makes it wait up to the busy timeout, as a
+    plain INSERT does. Nested inside another transaction it is a savepoint."""
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.rollback()
+        raise
+    try:
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def is_busy(error: sqlite3.Error) -> bool:
+    """The database is locked by another connection (a backup, a second program)."""
+    text = str(error).lower()
+    return "locked" in text or "busy" in text
+
+
+def storage_error(error: sqlite3.Error, what: str) -> StorageError:
+    """The error a person can act on, for a failed write of `what`."""
+    if is_busy(error):
+        return StorageError(
+            f"storage busy: another program (a backup?) held the database for more than "
+            f"{BUSY_TIMEOUT_MS // 1000} s, so {what} was not stored",
+            "wait for the backup or other program to finish, then try again")
+    text = str(error).lower()
+    if "full" in text or "disk i/o" in text:
+        return StorageError(f"storage full: {what} was not stored ({error})",
+                            "free space on the appliance's disk (`df -h`), then try again")
+    return StorageError(f"storage failed: {what} was not stored ({error})",
+                        "check the disk (`df -h`) and the daemon log")
 
 
 def _damaged(path: Path, detail: str) -> StorageError:

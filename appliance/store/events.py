@@ -8,12 +8,13 @@ from typing import Any
 import sqlite_utils
 
 from appliance.store.conversations import now_iso
+from appliance.store.db import write_transaction
 
 
 def add_event(db: sqlite_utils.Database, from_mode: str, to_mode: str, duty: float,
               severity: str, reason: str, figures: dict[str, Any],
               tok_per_s_before: float | None) -> int:
-    with db.atomic():
+    with write_transaction(db):
         return db["governor_events"].insert({
             "at": now_iso(), "from_mode": from_mode, "to_mode": to_mode, "duty": duty,
             "severity": severity, "reason": reason,
@@ -22,7 +23,7 @@ def add_event(db: sqlite_utils.Database, from_mode: str, to_mode: str, duty: flo
 
 
 def set_rate_after(db: sqlite_utils.Database, event_id: int, tok_per_s: float | None) -> None:
-    with db.atomic():
+    with write_transaction(db):
         db["governor_events"].update(event_id, {"tok_per_s_after": tok_per_s})
 
 

@@ -9,10 +9,11 @@ import sqlite_utils
 
 from appliance.errors import NotFound
 from appliance.store.conversations import now_iso
+from appliance.store.db import write_transaction
 
 
 def add_report(db: sqlite_utils.Database, report: dict[str, Any]) -> int:
-    with db.atomic():
+    with write_transaction(db):
         return db["install_reports"].insert({
             "created_at": now_iso(), "profile": report.get("profile"),
             "model_id": report.get("model_id"), "ok": int(bool(report.get("ok"))),

@@ -1,0 +1,104 @@
+"""FAULTS.md 11 and 16: a backup's lock, and clients that give up, never lose a question or leave
+the engine answering nobody."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
+
+pytestmark = pytest.mark.model
+
+
+@contextmanager
+def held_by_a_backup(db_file: Path, hold_s: float) -> Iterator[threading.Thread]:
+    """Another connection holds the database's write lock for `hold_s`, as a backup tool does."""
+    conn = sqlite3.connect(db_file, timeout=0, check_same_thread=False)
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("create table if not exists backup_marker (x)")
+
+    def release() -> None:
+        time.sleep(hold_s)
+        conn.rollback()
+        conn.close()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    try:
+        yield releaser
+    finally:
+        releaser.join()
+
+
+def _ask(home: GembaHome, question: str, **extra: object) -> httpx.Response:
+    return httpx.post(f"{home.url}/v1/chat/completions", timeout=120,
+                      json={"messages": [{"role": "user", "content": question}],
+                            "max_tokens": 8, "temperature": 0, **extra})
+
+
+def _wait_engine(home: GembaHome, state: str, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        health = home.health()
+        if health and health["engine_state"] == state:
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"engine not {state} after {timeout_s} s: {home.health()}")
+
+
+def test_a_lock_shorter_than_the_busy_timeout_delays_the_question_and_loses_nothing(
+        gemba_home: GembaHome) -> None:
+    gemba_home.start_daemon()
+    _ask(gemba_home, "Say OK.")  # the schema exists and the engine is warm
+    with held_by_a_backup(gemba_home.db_file, 1.5):
+        first = _ask(gemba_home, "What is a pump?")
+    assert first.status_code == 200, first.text
+    second = _ask(gemba_home, "What is a valve?")
+    assert second.status_code == 200, second.text
+    questions = [c["title"] for c in gemba_home.history()]
+    assert questions[:2] == ["What is a valve?", "What is a pump?"]
+    for body in (first.json(), second.json()):
+        stored = gemba_home.conversation(body["gemba"]["conversation_id"])["messages"]
+        assert [m["role"] for m in stored] == ["user", "assistant"]
+
+
+def test_a_lock_past_the_busy_timeout_says_storage_busy_and_the_engine_stays_free(
+        gemba_home: GembaHome) -> None:
+    gemba_home.start_daemon()
+    _ask(gemba_home, "Say OK.")
+    with held_by_a_backup(gemba_home.db_file, 7.0):
+        failed = _ask(gemba_home, LONG_ANSWER_PROMPT, max_tokens=1500)
+        assert failed.status_code == 503
+        error = failed.json()["error"]
+        assert error["type"] == "storage_error"
+        assert "storage busy" in error["message"] and "not stored" in error["message"]
+        assert "backup" in error["message"] + error["hint"]
+        # The engine stopped the job nobody waits for, even while the lock is still held.
+        _wait_engine(gemba_home, "ready", timeout_s=5)
+    after = _ask(gemba_home, "What is a valve?")
+    assert after.status_code == 200, after.text
+    assert gemba_home.history()[0]["title"] == "What is a valve?"
+
+
+def test_a_plain_request_abandoned_by_its_client_frees_the_engine_and_is_kept_cancelled(
+        gemba_home: GembaHome) -> None:
+    gemba_home.start_daemon()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{gemba_home.url}/v1/chat/completions", timeout=1.5,
+                   json={"messages": [{"role": "user", "content": LONG_ANSWER_PROMPT}],
+                         "max_tokens": 1500, "temperature": 0})
+    freed_after_s = _wait_engine(gemba_home, "ready", timeout_s=10)
+    assert freed_after_s < 5, "the engine kept answering a client that had gone"
+    stored = gemba_home.conversation(gemba_home.history()[0]["id"])["messages"]
+    assert stored[-1]["role"] == "assistant"
+    assert stored[-1]["finish_reason"] == "cancelled"
+    assert stored[-1]["completion_tokens"] < 1500
+    assert _ask(gemba_home, "Say OK.").status_code == 200
