@@ -150,6 +150,19 @@ class ConsoleSettings(_Section):
     """The console's language when `gemba console` is not given --lang."""
 
 
+class KnowledgeSettings(_Section):
+    """The plant's documents (`gemba docs import`), and how answers rely on them."""
+
+    mode: Literal["grounded", "off"] = "grounded"
+    """grounded: once documents are imported, every question is answered from them, with
+    citations, or refused with "no basis"; off: plain chat with the model alone."""
+    locale: Literal["zh", "ja", "en"] = "en"
+    """The plant's language: decides which legacy encoding is tried first for text files
+    (zh: GB18030 before Shift_JIS; ja: Shift_JIS and EUC-JP before GB18030)."""
+    max_file_bytes: int = Field(50_000_000, ge=1024, le=2_000_000_000)
+    """Largest document file accepted by an import; larger files are refused, others go on."""
+
+
 class PlanRecord(_Section):
     profile: str | None = None
     """Firmware profile the installer planned for (unset: not commissioned)."""
@@ -165,6 +178,7 @@ class Settings(_Section):
     generation: GenerationSettings = GenerationSettings()
     budgets: BudgetSettings = BudgetSettings()
     console: ConsoleSettings = ConsoleSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
     plan: PlanRecord = PlanRecord()
 
 

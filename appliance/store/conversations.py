@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import sqlite_utils
 
 from appliance.errors import NotFound
+from appliance.store.db import write_transaction
 
 _TITLE_CHARS = 80
 
@@ -38,13 +40,22 @@ class AnswerRecord:
     tok_per_s: float | None
     model_id: str
     model_sha256: str
+    basis: str | None = None
+    """documents, none (refused for lack of basis) or None (plain chat)."""
+    citations: tuple[dict[str, Any], ...] = ()
+    """The passages relied on, each with the document revision it came from."""
+
+    def row(self) -> dict[str, Any]:
+        fields = {k: v for k, v in self.__dict__.items() if k != "citations"}
+        return {**fields, "citations_json": json.dumps(list(self.citations), ensure_ascii=False)
+                if self.basis is not None else None}
 
 
 def start_conversation(db: sqlite_utils.Database, question: str, model_id: str,
                        operator: str | None = None) -> int:
     stamp = now_iso()
     title = " ".join(question.split())[:_TITLE_CHARS]
-    with db.atomic():
+    with write_transaction(db):
         return db["conversations"].insert(
             {"title": title, "operator": operator, "model_id": model_id, "created_at": stamp,
              "updated_at": stamp}
@@ -56,12 +67,12 @@ def add_question(db: sqlite_utils.Database, conversation_id: int, question: str)
 
 
 def add_answer(db: sqlite_utils.Database, conversation_id: int, answer: AnswerRecord) -> int:
-    return _add(db, conversation_id, {"role": "assistant", **answer.__dict__})
+    return _add(db, conversation_id, {"role": "assistant", **answer.row()})
 
 
 def _add(db: sqlite_utils.Database, conversation_id: int, row: dict[str, Any]) -> int:
     stamp = now_iso()
-    with db.atomic():
+    with write_transaction(db):
         if not db["conversations"].count_where("id = ?", [conversation_id]):
             raise NotFound(f"conversation {conversation_id} does not exist",
                            "run `gemba history` to list conversations")
@@ -107,6 +118,14 @@ def get_conversation(db: sqlite_utils.Database, conversation_id: int) -> dict[st
         raise NotFound(f"conversation {conversation_id} does not exist",
                        "run `gemba history` to list conversations")
     conversation = rows[0]
-    conversation["messages"] = list(
-        db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id"))
+    conversation["messages"] = [
+        _with_citations(m) for m in
+        db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id")]
     return conversation
+
+
+def _with_citations(message: dict[str, Any]) -> dict[str, Any]:
+    stored = message.pop("citations_json", None)
+    message["citations"] = json.loads(stored) if stored else []
+    message.setdefault("basis", None)
+    return message

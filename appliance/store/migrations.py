@@ -56,3 +56,49 @@ def create_governor_events(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"at", "from_mode", "to_mode", "reason"},
     )
+
+
+@migrations()
+def create_knowledge(db: sqlite_utils.Database) -> None:
+    """Plant documents: each document has revisions (the newest current, the older superseded
+    but kept for the record), each revision its chunks; only current chunks are searched."""
+    db["knowledge_documents"].create(
+        {"id": int, "key": str, "title": str, "created_at": str, "updated_at": str},
+        pk="id", not_null={"key", "title", "created_at", "updated_at"},
+    )
+    db["knowledge_documents"].create_index(["key"], unique=True)
+    db["knowledge_revisions"].create(
+        {"id": int, "document_id": int, "number": int, "label": str, "title": str, "file": str,
+         "sha256": str, "bytes": int, "format": str, "encoding": str, "pages": int,
+         "flagged_pages_json": str, "warnings_json": str, "chunk_count": int,
+         "imported_at": str, "superseded_at": str, "superseded_by": int},
+        pk="id", foreign_keys=[("document_id", "knowledge_documents", "id")],
+        not_null={"document_id", "number", "label", "title", "file", "sha256", "bytes", "format",
+                  "chunk_count", "imported_at"},
+    )
+    db["knowledge_revisions"].create_index(["sha256"], unique=True)
+    db["knowledge_revisions"].create_index(["document_id", "number"], unique=True)
+    db["knowledge_chunks"].create(
+        {"id": int, "revision_id": int, "document_id": int, "ord": int, "section": str,
+         "page": int, "kind": str, "text": str, "search_text": str},
+        pk="id", foreign_keys=[("revision_id", "knowledge_revisions", "id"),
+                               ("document_id", "knowledge_documents", "id")],
+        not_null={"revision_id", "document_id", "ord", "section", "kind", "text",
+                  "search_text"},
+    )
+    db["knowledge_chunks"].create_index(["revision_id"])
+    db["knowledge_codes"].create({"chunk_id": int, "code": str}, pk=("code", "chunk_id"),
+                                 foreign_keys=[("chunk_id", "knowledge_chunks", "id")])
+    # External content: the FTS index keeps only the tokens; the text lives in knowledge_chunks.
+    # porter: "pumps" finds "pump"; CJK characters arrive already split (knowledge/text.py).
+    db.execute("""create virtual table knowledge_chunks_fts using fts5(
+        search_text, content='knowledge_chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2')""")
+
+
+@migrations()
+def add_answer_basis(db: sqlite_utils.Database) -> None:
+    """What each answer relied on: `documents` (with the cited passages and their revisions),
+    `none` (refused: no basis in the plant documents), or unset (plain chat)."""
+    db["messages"].add_column("basis", str)
+    db["messages"].add_column("citations_json", str)

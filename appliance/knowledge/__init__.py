@@ -1,0 +1,1 @@
+"""Plant knowledge: the plant's own documents, searched and cited (no Textual, HTTP or llama.cpp)."""
