@@ -13,6 +13,8 @@ from appliance.launcher import ensure_daemon
 from appliance.store import open_store
 from appliance.store.conversations import get_conversation
 
+CITATION_FIELDS = ("n", "document", "file", "revision", "section", "page", "text")
+
 
 def _prior_messages(paths: Paths, conversation_id: int) -> list[dict[str, str]]:
     conversation = get_conversation(open_store(paths.db_file), conversation_id)
@@ -69,4 +71,7 @@ def run_ask(settings: Settings, paths: Paths, question: str, *,
         "finish_reason": result["finish_reason"],
         "conversation_id": result["conversation_id"],
         "message_id": gemba.get("message_id"),
+        "basis": gemba.get("basis"),
+        "citations": [{key: c.get(key) for key in CITATION_FIELDS}
+                      for c in gemba.get("citations") or []],
     }

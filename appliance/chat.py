@@ -11,15 +11,34 @@ import asyncio
 import itertools
 import sqlite3
 import time
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import sqlite_utils
 
-from appliance.errors import EngineError, GembaError, RequestError, StorageError
+from appliance.errors import Busy, EngineError, GembaError, RequestError
 from appliance.inference.protocol import Finished, GenerationRequest, Piece, Prompt, Refused
 from appliance.inference.scheduler import Scheduler
 from appliance.inference.supervisor import EngineSupervisor
+from appliance.knowledge.answer import (
+    grounded_messages,
+    model_part,
+    passages_text,
+    refusal_text,
+)
+from appliance.knowledge.gate import Evidence, judge
+from appliance.knowledge.library import has_documents
+from appliance.knowledge.search import search
+from appliance.knowledge.text import language_of
 from appliance.store import conversations
+from appliance.store.db import storage_error, write_transaction
+from appliance.store.writer import StoreWriter
+
+T = TypeVar("T")
+GROUNDED_MAX_TOKENS = 160
+"""The model's short answer beside the passages: a sentence or two, never an essay."""
 
 
 @dataclass(frozen=True)
@@ -34,12 +53,21 @@ class Question:
     seed: int | None = None
     conversation_id: int | None = None
     operator: str | None = None
+    knowledge: str | None = None
+    """"off" answers without the plant documents; None follows `[knowledge] mode`."""
+
+    @property
+    def text(self) -> str:
+        """The question itself: the last thing the user said."""
+        return next((m["content"] for m in reversed(self.messages) if m["role"] == "user"), "")
 
 
 @dataclass(frozen=True)
 class Accepted:
     conversation_id: int
     prompt_tokens: int
+    basis: str | None = None
+    citations: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -86,8 +114,12 @@ class AnswerJob:
 class ChatService:
     def __init__(self, db: sqlite_utils.Database, supervisor: EngineSupervisor,
                  scheduler: Scheduler, model_id: str, model_sha256: str,
-                 system_prompt: str) -> None:
+                 system_prompt: str, writer: StoreWriter | None = None,
+                 knowledge_mode: str = "grounded") -> None:
         self.db = db
+        self.knowledge_mode = knowledge_mode
+        self.writer = writer
+        """Every write goes through it (off the event loop); reads use `db`."""
         self.supervisor = supervisor
         self.scheduler = scheduler
         self.model_id = model_id
@@ -138,62 +170,158 @@ class ChatService:
     async def _run(self, job: AnswerJob) -> None:
         state = _Progress()
         try:
+            evidence = self._evidence(job.question)
+            if evidence is not None:
+                await self._answer_grounded(job, state, evidence)
+                return
             async with self.scheduler.slot():
                 if job.cancel_requested:
                     raise asyncio.CancelledError
                 request = GenerationRequest(self._messages(job.question), job.question.max_tokens,
                                             job.question.temperature, job.question.top_p,
                                             job.question.stop, job.question.seed)
-                async for engine_job_id, event in self.supervisor.generate(request):
-                    if job.engine_job_id is None:
-                        job.engine_job_id = engine_job_id
-                        if job.cancel_requested:
-                            self.supervisor.cancel(engine_job_id)
-                    self._on_event(job, state, event)
+                async for event in self._engine(job, request):
+                    await self._on_event(job, state, event)
         except asyncio.CancelledError:
             # Withdrawn while waiting for the engine (shutdown, or the governor stopped work).
-            job.events.put_nowait(Failed(EngineError(job.cancel_reason,
-                                                     "ask again when the appliance is ready")))
+            if state.grounded is not None:
+                await self._finish_grounded(job, state, "cancelled")
+            else:
+                job.events.put_nowait(Failed(EngineError(job.cancel_reason,
+                                                         "ask again when the appliance is ready")))
         except GembaError as error:
-            self._fail(job, state, error)
+            await self._fail(job, state, error)
         except sqlite3.Error as error:
-            self._fail(job, state, StorageError(f"storage failed while answering: {error}",
-                                                "check the disk (`df -h`) and the daemon log"))
+            what = "the answer" if state.conversation_id is not None else "your question"
+            await self._fail(job, state, storage_error(error, what))
         except Exception as error:  # noqa: BLE001 - a bug here must not kill the daemon
-            self._fail(job, state, EngineError(f"internal error while answering: {error!r}",
-                                               "see the daemon log; report it to support"))
+            await self._fail(job, state, EngineError(f"internal error while answering: {error!r}",
+                                                     "see the daemon log; report it to support"))
         finally:
             job.done = True
             self.jobs.pop(job.id, None)
             self.last_activity = time.monotonic()
 
-    def _on_event(self, job: AnswerJob, state: _Progress, event: object) -> None:
+    async def _engine(self, job: AnswerJob,
+                      request: GenerationRequest) -> AsyncIterator[object]:
+        """The engine's events for this job; whatever ends the loop early (an error, a closed
+        generator) ends the job in the engine too."""
+        async with aclosing(self.supervisor.generate(request)) as events:
+            async for engine_job_id, event in events:
+                if job.engine_job_id is None:
+                    job.engine_job_id = engine_job_id
+                    if job.cancel_requested:
+                        self.supervisor.cancel(engine_job_id)
+                yield event
+
+    # -- answers from the plant documents -----------------------------------------------------
+    def _evidence(self, question: Question) -> Evidence | None:
+        """The gate's verdict, or None when this question is plain chat (knowledge off, or no
+        documents imported yet)."""
+        mode = question.knowledge or self.knowledge_mode
+        if mode == "off" or not has_documents(self.db):
+            return None
+        return judge(question.text, search(self.db, question.text, limit=10))
+
+    async def _answer_grounded(self, job: AnswerJob, state: _Progress,
+                               evidence: Evidence) -> None:
+        """Refuse without a model call, or show the cited passages at once and let the model
+        add a short answer from them alone (withheld when it names anything they lack)."""
+        question = job.question
+        lang = language_of(question.text)
+        state.grounded = _Grounded(lang, evidence)
+        state.conversation_id = await self._write(_store_question, question, self.model_id)
+        citations = tuple(hit.citation(n) for n, hit in enumerate(evidence.cited, 1))
+        job.events.put_nowait(Accepted(state.conversation_id, 0, evidence.basis, citations))
+        if evidence.basis == "none":
+            self._emit(job, state, refusal_text(lang, evidence.nearest))
+            await self._finish_grounded(job, state, "stop")
+            return
+        self._emit(job, state, passages_text(lang, evidence.cited))
+        try:
+            model_text, finish = await self._short_answer(job, state, lang, evidence)
+        except (Busy, EngineError):
+            model_text, finish = "", "stop"  # no engine now: the passages are the answer
+        if finish != "cancelled":
+            part = model_part(lang, model_text, evidence.cited)
+            if part:
+                self._emit(job, state, "\n\n" + part)
+        await self._finish_grounded(job, state, "cancelled" if finish == "cancelled" else "stop")
+
+    async def _short_answer(self, job: AnswerJob, state: _Progress, lang: str,
+                            evidence: Evidence) -> tuple[str, str]:
+        """The model's words from the cited passages (not shown until checked), and how its
+        generation ended."""
+        question = job.question
+        async with self.scheduler.slot():
+            if job.cancel_requested:
+                raise asyncio.CancelledError
+            request = GenerationRequest(grounded_messages(question.text, lang, evidence.cited),
+                                        min(question.max_tokens, GROUNDED_MAX_TOKENS),
+                                        question.temperature, question.top_p, question.stop,
+                                        question.seed)
+            pieces, finish = [], "stop"
+            async for event in self._engine(job, request):
+                if isinstance(event, Piece):
+                    pieces.append(event.text)
+                elif isinstance(event, Finished):
+                    finish = event.finish_reason
+                    state.tokens = (event.prompt_tokens, event.completion_tokens)
+                elif isinstance(event, Refused):
+                    pieces.clear()  # e.g. the passages do not fit: they stand alone
+        return "".join(pieces), finish
+
+    def _emit(self, job: AnswerJob, state: _Progress, text: str) -> None:
+        state.pieces.append(text)
+        job.events.put_nowait(Piece(text))
+
+    async def _finish_grounded(self, job: AnswerJob, state: _Progress, finish: str) -> None:
+        grounded = state.grounded
+        assert grounded is not None and state.conversation_id is not None
+        citations = tuple(hit.citation(n) for n, hit in enumerate(grounded.evidence.cited, 1))
+        prompt_tokens, completion_tokens = state.tokens
+        record = replace(self._record(state, finish, prompt_tokens, completion_tokens, None,
+                                      None), basis=grounded.evidence.basis, citations=citations)
+        message_id = await self._write(conversations.add_answer, state.conversation_id, record)
+        state.stored = True
+        job.events.put_nowait(Answered(state.conversation_id, message_id, record))
+
+    async def _write(self, write: Callable[..., T], *args: Any) -> T:
+        if self.writer is None:
+            return write(self.db, *args)
+        return await self.writer.run(write, *args)
+
+    async def _on_event(self, job: AnswerJob, state: _Progress, event: object) -> None:
         if isinstance(event, Prompt):
-            state.conversation_id = self._store_question(job.question)
+            state.conversation_id = await self._write(_store_question, job.question,
+                                                      self.model_id)
             job.events.put_nowait(Accepted(state.conversation_id, event.prompt_tokens))
         elif isinstance(event, Piece):
             state.pieces.append(event.text)
             job.events.put_nowait(event)
         elif isinstance(event, Refused):
             error_class = EngineError if event.kind == "engine_error" else RequestError
-            self._fail(job, state, error_class(event.message, event.hint))
+            await self._fail(job, state, error_class(event.message, event.hint))
         elif isinstance(event, Finished):
             record = self._record(state, event.finish_reason, event.prompt_tokens,
                                   event.completion_tokens, event.ttft_s, event.tok_per_s)
             assert state.conversation_id is not None
-            message_id = conversations.add_answer(self.db, state.conversation_id, record)
+            message_id = await self._write(conversations.add_answer, state.conversation_id,
+                                           record)
             state.stored = True
             job.events.put_nowait(Answered(state.conversation_id, message_id, record))
 
-    def _fail(self, job: AnswerJob, state: _Progress, error: GembaError) -> None:
+    async def _fail(self, job: AnswerJob, state: _Progress, error: GembaError) -> None:
         try:
             if state.conversation_id is not None and not state.stored:
                 # Keep what the operator already saw, marked as failed.
                 record = self._record(state, "error", None, len(state.pieces), None, None)
-                conversations.add_answer(self.db, state.conversation_id, record)
+                await self._write(conversations.add_answer, state.conversation_id, record)
                 state.stored = True
-        except GembaError as storage_error:
-            error = storage_error
+        except GembaError as storage_failure:
+            error = storage_failure
+        except sqlite3.Error as storage_failure:
+            error = storage_error(storage_failure, "the partial answer")
         finally:
             # Whatever happened to storage, the waiting client always hears the outcome.
             job.events.put_nowait(Failed(error, state.conversation_id))
@@ -205,14 +333,23 @@ class ChatService:
                                           prompt_tokens or 0, completion_tokens, ttft_s,
                                           tok_per_s, self.model_id, self.model_sha256)
 
-    def _store_question(self, question: Question) -> int:
-        text = next((m["content"] for m in reversed(question.messages) if m["role"] == "user"), "")
+
+def _store_question(db: sqlite_utils.Database, question: Question, model_id: str) -> int:
+    """The question, and its conversation when it starts one, in one transaction."""
+    text = question.text
+    with write_transaction(db):
         conversation_id = question.conversation_id
         if conversation_id is None:
-            conversation_id = conversations.start_conversation(self.db, text, self.model_id,
+            conversation_id = conversations.start_conversation(db, text, model_id,
                                                                question.operator)
-        conversations.add_question(self.db, conversation_id, text)
-        return conversation_id
+        conversations.add_question(db, conversation_id, text)
+    return conversation_id
+
+
+@dataclass(frozen=True)
+class _Grounded:
+    lang: str
+    evidence: Evidence
 
 
 @dataclass
@@ -220,3 +357,5 @@ class _Progress:
     conversation_id: int | None = None
     pieces: list[str] = field(default_factory=list)
     stored: bool = False
+    grounded: _Grounded | None = None
+    tokens: tuple[int, int] = (0, 0)

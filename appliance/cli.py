@@ -331,9 +331,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _register_installer() -> None:
+    from appliance.docs_cli import docs
     from installer.cli import install
 
     cli.add_command(install)
+    cli.add_command(docs)
 
 
 _register_installer()

@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -21,6 +22,10 @@ class Started:
     answer_id: int
     conversation_id: int
     prompt_tokens: int
+    basis: str | None = None
+    """documents (cited passages follow), none (no basis in the plant documents), or None
+    (plain chat)."""
+    citations: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,6 +118,50 @@ class ApplianceClient:
             raise error_from_body(response.status_code, _json(response.text))
         return response.json()
 
+    # -- plant documents ---------------------------------------------------------------------
+    def import_document(self, name: str, data: bytes) -> dict[str, Any]:
+        """One file's import outcome (a refused file is an outcome, not an exception)."""
+        response = self._send("POST", "/v1/appliance/documents", params={"name": name},
+                              content=data, timeout=600.0,
+                              headers={"Content-Type": "application/octet-stream"})
+        body = _json(response.text)
+        if response.status_code in (200, 201, 422) and isinstance(body, dict) \
+                and "status" in body:
+            return body
+        error = error_from_body(response.status_code, body)
+        reason = "too_large" if response.status_code == 413 else error.kind
+        return {"file": name, "status": "failed",
+                "error": {"reason": reason, "message": f"{name}: {error.message}",
+                          "hint": error.hint}}
+
+    def documents(self) -> list[dict[str, Any]]:
+        return self._get("/v1/appliance/documents", {})["data"]
+
+    def document(self, key: str) -> dict[str, Any]:
+        return self._get(f"/v1/appliance/documents/{quote(key, safe='')}", {})
+
+    def revisions(self, key: str) -> list[dict[str, Any]]:
+        return self._get(f"/v1/appliance/documents/{quote(key, safe='')}/revisions", {})["data"]
+
+    def remove_document(self, key: str) -> dict[str, Any]:
+        response = self._send("DELETE", f"/v1/appliance/documents/{quote(key, safe='')}")
+        if response.status_code != 200:
+            raise error_from_body(response.status_code, _json(response.text))
+        return response.json()
+
+    def search(self, query: str, limit: int = 10) -> list[dict[str, Any]]:
+        return self._get("/v1/appliance/search", {"q": query, "limit": limit})["data"]
+
+    def passage(self, passage_id: int) -> dict[str, Any]:
+        return self._get(f"/v1/appliance/passages/{passage_id}", {})
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise DaemonUnavailable(f"lost the connection to the appliance at {self.base_url}: "
+                                    f"{exc}", "check that `gemba serve` is running") from exc
+
     def telemetry(self, seconds: float = 300) -> dict[str, Any]:
         """Recent figures, their budgets and severities (GET /v1/appliance/telemetry)."""
         return self._get("/v1/appliance/telemetry", {"seconds": seconds})
@@ -147,7 +196,8 @@ def _events(lines: Iterator[str]) -> Iterator[StreamEvent]:
         choice = chunk["choices"][0]
         if "gemba" in chunk and choice["finish_reason"] is None:
             info = chunk["gemba"]
-            yield Started(info["answer_id"], info["conversation_id"], info["prompt_tokens"])
+            yield Started(info["answer_id"], info["conversation_id"], info["prompt_tokens"],
+                          info.get("basis"), tuple(info.get("citations") or ()))
         if choice["delta"].get("content"):
             yield Text(choice["delta"]["content"])
         if choice["finish_reason"] is not None:

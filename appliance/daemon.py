@@ -41,6 +41,7 @@ from appliance.inference.supervisor import EngineSupervisor
 from appliance.models import resolve_verified
 from appliance.store import open_store
 from appliance.store.telemetry import TelemetryStore
+from appliance.store.writer import StoreWriter
 
 
 def default_threads() -> int:
@@ -132,8 +133,10 @@ class Daemon:
         self.simulated = bool(sampler_spec)
         self.supervisor = EngineSupervisor(engine)
         self.scheduler = Scheduler(settings.daemon.max_queue)
+        self.writer = StoreWriter(paths.db_file)
         self.service = ChatService(db, self.supervisor, self.scheduler, engine.model_id,
-                                   engine.model_sha256, settings.generation.system_prompt)
+                                   engine.model_sha256, settings.generation.system_prompt,
+                                   self.writer, settings.knowledge.mode)
         budgets = settings.budgets
         self.telemetry = TelemetryStore(paths.data_dir / "telemetry.db",
                                         budgets.telemetry_raw_hours,
@@ -200,6 +203,7 @@ class Daemon:
             governing.cancel()
             await self.service.drain()
             await self.supervisor.stop()
+            self.writer.close()
             if self.governor.power is not None:
                 self.governor.power.restore()  # the card gets its own limit back
             self.telemetry.close()

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from appliance.api.documents import DOCUMENTS, documents_router
 from appliance.api.limits import BodyLimit, RequireKey
 from appliance.api.schemas import ChatCompletionRequest
 from appliance.chat import Accepted, Answered, AnswerJob, ChatService, Failed, Question
 from appliance.config import Settings
-from appliance.errors import Busy, GembaError, RequestError
+from appliance.errors import Busy, GembaError, NotFound, RequestError
 from appliance.inference.protocol import Piece
 from appliance.store.conversations import get_conversation, list_conversations
 
+T = TypeVar("T")
 _STOP_LIMIT = 8
 _STOP_CHARS = 64
 
@@ -31,7 +34,8 @@ def create_app(service: ChatService, settings: Settings,
                telemetry: Callable[[float], dict[str, Any]] | None = None) -> FastAPI:
     app = FastAPI(title="Gemba appliance API", version="1", docs_url=None, redoc_url=None)
     # Pure ASGI middlewares: Starlette's BaseHTTPMiddleware would re-wrap every streamed token.
-    app.add_middleware(BodyLimit, max_bytes=settings.daemon.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.daemon.max_body_bytes,
+                       larger={DOCUMENTS: settings.knowledge.max_file_bytes})
     if settings.daemon.api_key:
         app.add_middleware(RequireKey, api_key=settings.daemon.api_key)
 
@@ -44,6 +48,10 @@ def create_app(service: ChatService, settings: Settings,
         kinds = {404: "not_found", 405: "method_not_allowed"}
         return _error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(exc.detail),
                       "see docs/api.md for the routes")
+
+    @app.exception_handler(_ClientGone)
+    async def client_gone(_: Request, __: _ClientGone) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request"; nobody reads it
 
     @app.exception_handler(GembaError)
     async def gemba_error(_: Request, exc: GembaError) -> JSONResponse:
@@ -67,14 +75,16 @@ def create_app(service: ChatService, settings: Settings,
         body = await _parse(request)
         question = _question(body, service, settings)
         job = service.submit(question)
-        first = await _first_event(job)
-        if isinstance(first, Failed):
-            return _gemba_error(first.error)
         if body.stream:
+            first = await _unless_gone(request, job, _first_event(job))
+            if isinstance(first, Failed):
+                return _gemba_error(first.error)
             return StreamingResponse(_sse(job, first, service.model_id), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache",
                                               "X-Accel-Buffering": "no"})
-        return await _complete(job, first, service.model_id)
+        # A plain request has no stream to break: watch the connection, or a client that gave
+        # up would keep the engine answering nobody.
+        return await _unless_gone(request, job, _complete(job, service.model_id))
 
     @app.get("/v1/appliance/status")
     async def status() -> dict[str, Any]:
@@ -101,7 +111,12 @@ def create_app(service: ChatService, settings: Settings,
 
     @app.get("/v1/appliance/conversations/{conversation_id}")
     async def conversation_show(conversation_id: int) -> dict[str, Any]:
+        if not 1 <= conversation_id < 2**63:
+            raise NotFound(f"conversation {conversation_id} does not exist",
+                           "run `gemba history` to list conversations")
         return get_conversation(service.db, conversation_id)
+
+    app.include_router(documents_router(service, settings.knowledge))
 
     @app.post("/v1/appliance/answers/{job_id}/cancel")
     async def cancel(job_id: int) -> dict[str, Any]:
@@ -118,6 +133,9 @@ async def _parse(request: Request) -> ChatCompletionRequest:
     raw = await request.body()
     try:
         data = json.loads(raw)
+    except RecursionError as exc:
+        raise RequestError("the request body is nested too deeply to be a chat request",
+                           "send a JSON object in the OpenAI chat completions shape") from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         detail = f"{exc.msg} at line {exc.lineno} column {exc.colno}" if isinstance(
             exc, json.JSONDecodeError) else "it is not UTF-8 text"
@@ -151,7 +169,35 @@ def _question(body: ChatCompletionRequest, service: ChatService, settings: Setti
         max_tokens=min(wanted, gen.max_tokens_limit),
         temperature=gen.temperature if body.temperature is None else body.temperature,
         top_p=0.95 if body.top_p is None else body.top_p,
-        stop=stops, seed=body.seed, conversation_id=body.conversation_id, operator=body.user)
+        stop=stops, seed=body.seed, conversation_id=body.conversation_id, operator=body.user,
+        knowledge=body.knowledge)
+
+
+async def _until_gone(request: Request) -> None:
+    """Returns when the client disconnects (the body has been read; nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_gone(request: Request, job: AnswerJob, work: Awaitable[T]) -> T:
+    """`work`'s result, unless the client disconnects first: then the job is cancelled (its
+    partial answer stored as `cancelled`) and there is nobody to answer."""
+    working = asyncio.ensure_future(work)
+    watching = asyncio.ensure_future(_until_gone(request))
+    try:
+        await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not working.done():
+            working.cancel()
+            job.cancel("the client disconnected")
+    if not working.done() or working.cancelled():
+        raise _ClientGone
+    return working.result()
+
+
+class _ClientGone(Exception):
+    """The client disconnected; no response can reach it."""
 
 
 async def _first_event(job: AnswerJob) -> Any:
@@ -174,7 +220,8 @@ async def _sse(job: AnswerJob, first: Accepted, model_id: str) -> AsyncIterator[
     try:
         yield _chunk(job, model_id, {"role": "assistant", "content": ""},
                      gemba={"answer_id": job.id, "conversation_id": first.conversation_id,
-                            "prompt_tokens": first.prompt_tokens})
+                            "prompt_tokens": first.prompt_tokens, "basis": first.basis,
+                            "citations": list(first.citations)})
         while True:
             event = await job.events.get()
             if isinstance(event, Piece):
@@ -191,7 +238,10 @@ async def _sse(job: AnswerJob, first: Accepted, model_id: str) -> AsyncIterator[
         job.cancel()  # no-op when finished; stops generation when the client went away
 
 
-async def _complete(job: AnswerJob, first: Accepted, model_id: str) -> JSONResponse:
+async def _complete(job: AnswerJob, model_id: str) -> JSONResponse:
+    first = await _first_event(job)
+    if isinstance(first, Failed):
+        return _gemba_error(first.error)
     try:
         while True:
             event = await job.events.get()
@@ -220,7 +270,8 @@ def _gemba(event: Answered) -> dict[str, Any]:
     r = event.record
     return {"conversation_id": event.conversation_id, "message_id": event.message_id,
             "model_id": r.model_id, "model_sha256": r.model_sha256, "finish_reason": r.finish_reason,
-            "engine_ttft_s": r.ttft_s, "tok_per_s": r.tok_per_s}
+            "engine_ttft_s": r.ttft_s, "tok_per_s": r.tok_per_s, "basis": r.basis,
+            "citations": list(r.citations)}
 
 
 def _error(status: int, kind: str, message: str, hint: str = "",

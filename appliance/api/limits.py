@@ -21,17 +21,20 @@ class BodyLimit:
     """ASGI middleware: checks Content-Length up front and counts chunked bodies as they arrive."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]],
-                 max_bytes: int) -> None:
+                 max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
+        """Paths that take bigger bodies (document imports), with their own limit."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._refuse(send)
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(send, limit)
             return
         seen = 0
         started = False
@@ -41,7 +44,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > limit:
                     raise _TooLarge
             return message
 
@@ -54,13 +57,15 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
+        setting = "knowledge.max_file_bytes" if limit != self.max_bytes else \
+            "daemon.max_body_bytes"
         await _send_json(send, 413, {"error": {
             "type": "request_too_large",
-            "message": f"the request body is larger than {self.max_bytes} bytes",
-            "hint": "send a shorter request; an engineer can raise daemon.max_body_bytes"}})
+            "message": f"the request body is larger than {limit} bytes",
+            "hint": f"send a smaller one; an engineer can raise {setting}"}})
 
 
 class RequireKey:

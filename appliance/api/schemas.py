@@ -37,8 +37,11 @@ class ChatCompletionRequest(_Strict):
     n: int = Field(1, ge=1, le=1)
     user: str | None = Field(None, max_length=128)
     """Who asks: stored with the question as the operator."""
-    conversation_id: int | None = Field(None, ge=1)
+    conversation_id: int | None = Field(None, ge=1, le=2**63 - 1)
     """Gemba extension: add this exchange to an existing conversation."""
+    knowledge: Literal["grounded", "off"] | None = None
+    """Gemba extension: "off" answers without the plant documents (a task that composes from
+    what the operator typed); unset follows `[knowledge] mode`."""
 
     def stop_strings(self) -> tuple[str, ...]:
         stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
