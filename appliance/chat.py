@@ -68,6 +68,8 @@ class Accepted:
     prompt_tokens: int
     basis: str | None = None
     citations: tuple[dict[str, Any], ...] = ()
+    nearest: tuple[dict[str, Any], ...] = ()
+    """With basis none: the closest passages, one per document, for the operator to look at."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,9 @@ class ChatService:
         state.grounded = _Grounded(lang, evidence)
         state.conversation_id = await self._write(_store_question, question, self.model_id)
         citations = tuple(hit.citation(n) for n, hit in enumerate(evidence.cited, 1))
-        job.events.put_nowait(Accepted(state.conversation_id, 0, evidence.basis, citations))
+        nearest = tuple(hit.citation(n) for n, hit in enumerate(evidence.nearest, 1))
+        job.events.put_nowait(Accepted(state.conversation_id, 0, evidence.basis, citations,
+                                       nearest))
         if evidence.basis == "none":
             self._emit(job, state, refusal_text(lang, evidence.nearest))
             await self._finish_grounded(job, state, "stop")

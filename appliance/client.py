@@ -26,6 +26,8 @@ class Started:
     """documents (cited passages follow), none (no basis in the plant documents), or None
     (plain chat)."""
     citations: tuple[dict[str, Any], ...] = ()
+    nearest: tuple[dict[str, Any], ...] = ()
+    """With basis none: the closest documents' passages (same fields as citations)."""
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,8 @@ def _events(lines: Iterator[str]) -> Iterator[StreamEvent]:
         if "gemba" in chunk and choice["finish_reason"] is None:
             info = chunk["gemba"]
             yield Started(info["answer_id"], info["conversation_id"], info["prompt_tokens"],
-                          info.get("basis"), tuple(info.get("citations") or ()))
+                          info.get("basis"), tuple(info.get("citations") or ()),
+                          tuple(info.get("nearest") or ()))
         if choice["delta"].get("content"):
             yield Text(choice["delta"]["content"])
         if choice["finish_reason"] is not None:

@@ -221,7 +221,8 @@ async def _sse(job: AnswerJob, first: Accepted, model_id: str) -> AsyncIterator[
         yield _chunk(job, model_id, {"role": "assistant", "content": ""},
                      gemba={"answer_id": job.id, "conversation_id": first.conversation_id,
                             "prompt_tokens": first.prompt_tokens, "basis": first.basis,
-                            "citations": list(first.citations)})
+                            "citations": list(first.citations),
+                            "nearest": list(first.nearest)})
         while True:
             event = await job.events.get()
             if isinstance(event, Piece):
