@@ -20,6 +20,7 @@ import psutil
 from appliance.client import ApplianceClient
 from appliance.config import Paths, Settings
 from appliance.errors import DaemonUnavailable, EngineError, GembaError
+from appliance.inference.supervisor import LOAD_FAILED_HINT
 
 Say = Callable[[str], None]
 _START_TIMEOUT_S = 120.0
@@ -81,12 +82,13 @@ def _wait_ready(client: ApplianceClient, process: subprocess.Popen[bytes] | None
     while time.monotonic() < deadline:
         health = client.health()
         if health is not None:
-            if health.get("ready") or (not until_ready and health.get("state") != "failed"):
+            if health.get("ready") or not until_ready:
+                # A console opens even on a failed engine: its banner shows the reason.
                 return client.base_url
             state = health.get("state")
             if state == "failed":
                 raise EngineError(f"the appliance's engine failed: {health.get('detail')}",
-                                  f"see {paths.daemon_log_file}; run `gemba models verify`")
+                                  f"{LOAD_FAILED_HINT}; the daemon log is {paths.daemon_log_file}")
             if state != last_state:
                 say(f"Appliance is {state}: {health.get('detail') or 'please wait'}…")
                 last_state = state

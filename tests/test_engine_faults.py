@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
+import sys
 import time
+import uuid
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
+from tests.test_console import _tmux, _wait_pane
 
 pytestmark = pytest.mark.model
 
@@ -65,3 +71,37 @@ def test_while_restarting_questions_get_503_and_health_says_so(gemba_home: Gemba
         assert response.status_code == 503
         assert response.json()["error"]["type"] == "engine_error"
     _wait_state(gemba_home, {"ready"})
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_a_model_that_cannot_load_still_opens_the_console_with_the_reason(
+        gemba_home: GembaHome, tmp_path: Path) -> None:
+    """FAULTS.md 4: the engine cannot get the memory its context needs. The console opens
+    (it used to exit 70 with a shell error), and says why, with what was needed and what is
+    there, for the engineer the operator calls."""
+    gemba_home.write_config(gemba_home.config_file.read_text() + "[model]\nn_ctx = 262144\n")
+    script = tmp_path / "console.sh"
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in gemba_home.env.items())
+    # 4 GB of address space: the model loads, its 6 GB KV cache cannot be allocated.
+    script.write_text(f"#!/bin/sh\n{exports}export LANG=C.UTF-8\nulimit -v 4000000\n"
+                      f"cd {shlex.quote(str(gemba_home.home))}\n"
+                      f"{shlex.quote(sys.executable)} -m appliance console --operator W1\n"
+                      "echo console-exit=$?\nsleep 60\n", encoding="utf-8")
+    script.chmod(0o755)
+    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
+                        str(script))
+        assert started.returncode == 0, started.stderr
+        pane = _wait_pane(socket, lambda p: "llama_context" in " ".join(p.split()),
+                          "the failure's reason on the console", 120)
+        assert "console-exit" not in pane, pane
+        assert "Gemba | model" in pane
+        health = gemba_home.health()
+        assert health is not None and health["state"] == "failed"
+        assert "MiB of memory available" in health["detail"]
+        assert "KV cache" in health["detail"]
+    finally:
+        _tmux(socket, "kill-server")
+        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmux_dir / socket).unlink(missing_ok=True)

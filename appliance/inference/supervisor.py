@@ -38,6 +38,11 @@ _CANCEL_GRACE_S = 60.0
 """A cancelled job stops within a token; a worker silent this long after Cancel is hung."""
 
 
+LOAD_FAILED_HINT = ("lower model.n_ctx in config.toml (`gemba install plan` sizes it for this box), "
+                    "then `gemba stop` and start again; if the file may be damaged, "
+                    "run `gemba models verify`")
+
+
 class _WorkerGone(Exception):
     pass
 
@@ -224,11 +229,11 @@ class EngineSupervisor:
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(message)
         elif isinstance(message, LoadFailed):
-            self.status.state, self.status.detail = "failed", message.message
+            self.status.state = "failed"
+            self.status.detail = f"the model could not be loaded: {message.message}"
             if self._ready is not None and not self._ready.done():
                 self._ready.set_exception(EngineError(
-                    f"the model could not be loaded: {message.message}",
-                    "check the model and the memory settings with `gemba models verify`"))
+                    f"the model could not be loaded: {message.message}", LOAD_FAILED_HINT))
         elif isinstance(message, tuple) and message[0] == self._job_id:
             job_id, event = message
             if isinstance(event, Piece):

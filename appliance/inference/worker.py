@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from appliance.inference.protocol import (
@@ -39,10 +40,29 @@ def run_worker(conn: Connection, config: EngineConfig) -> None:
     try:
         engine = _load_llama(config)
     except Exception as exc:  # noqa: BLE001 - any load failure is reported, not raised
-        conn.send(LoadFailed(f"{type(exc).__name__}: {exc}"))
+        conn.send(LoadFailed(f"{exc} ({memory_needed(config)})"))
         return
     conn.send(Ready(time.perf_counter() - started, engine.n_ctx))
     serve_jobs(conn, engine)
+
+
+def memory_needed(config: EngineConfig) -> str:
+    """What loading needs against what the box has, for the engineer reading the failure."""
+    import psutil
+
+    available_mib = psutil.virtual_memory().available / 2**20
+    try:
+        from installer.gguf_info import read_model_facts
+
+        facts = read_model_facts(Path(config.model_path))
+        weights = facts.weight_bytes
+        kv = facts.kv_bytes(config.n_ctx, config.kv_cache_type, config.n_ubatch)
+        needed = (f"needs about {(weights + kv) / 2**20:,.0f} MiB: weights "
+                  f"{weights / 2**20:,.0f} MiB + KV cache {kv / 2**20:,.0f} MiB for "
+                  f"{config.n_ctx:,} tokens of context")
+    except Exception:  # noqa: BLE001 - the explanation must never hide the failure itself
+        needed = f"context {config.n_ctx:,} tokens"
+    return f"{needed}; {available_mib:,.0f} MiB of memory available"
 
 
 class _Pace:
