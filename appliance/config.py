@@ -38,6 +38,9 @@ class DaemonSettings(_Section):
     """Largest request body accepted; larger ones get 413 before parsing."""
     api_key: str | None = None
     """Key clients must send as `Authorization: Bearer …` (required off loopback)."""
+    disk_warning_bytes: int = Field(1_073_741_824, ge=0)
+    """Free space on the data disk below which /healthz, `gemba status` and the console warn
+    that storage is filling up (0: never); writes fail only when the disk is full."""
 
 
 class ModelSettings(_Section):

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import time
@@ -166,6 +167,7 @@ class Daemon:
         return {
             "ready": self.supervisor.ready,
             "state": state,
+            "storage": self.storage(),
             "engine_state": status.state,
             "governor": governor,
             "detail": status.detail,
@@ -181,6 +183,21 @@ class Daemon:
             "worker_pid": self.supervisor.worker_pid,
             "uptime_s": round(time.monotonic() - self.started, 3),
         }
+
+    def storage(self) -> dict[str, Any]:
+        """Free space where the database lives, and a warning before writes start failing."""
+        try:
+            usage = shutil.disk_usage(self.paths.data_dir)
+        except OSError as exc:
+            return {"free_bytes": None, "total_bytes": None, "warning": True,
+                    "message": f"cannot read the free space of {self.paths.data_dir}: {exc}"}
+        threshold = self.settings.daemon.disk_warning_bytes
+        low = usage.free < threshold
+        message = (f"storage almost full: {usage.free / 2**30:.2f} GiB free on "
+                   f"{self.paths.data_dir} (warning below {threshold / 2**30:.2f} GiB); "
+                   "free space before answers can no longer be stored") if low else ""
+        return {"free_bytes": usage.free, "total_bytes": usage.total, "warning": low,
+                "message": message}
 
     async def run(self, idle_timeout_s: float) -> None:
         app = create_app(self.service, self.settings, self.health, self.governor.report,

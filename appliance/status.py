@@ -43,6 +43,11 @@ def status_lines(report: dict[str, Any]) -> list[str]:
         if sample:
             figures.append(f"free RAM {sample['mem_available_bytes'] / 2**30:.1f} GiB")
         lines.append("Sample    " + (", ".join(figures) or "no sensors"))
+        storage = health.get("storage") or {}
+        if storage.get("free_bytes") is not None:
+            lines.append(f"Storage   {storage['free_bytes'] / 2**30:.1f} GiB free")
+        if storage.get("warning"):
+            lines.append(f"WARNING   {storage['message']}")
     for event in report["events"][:5]:
         lines.append(f"Event     {event['at'][:19].replace('T', ' ')}  {event['from_mode']} -> "
                      f"{event['to_mode']}: {event['reason']}")

@@ -102,3 +102,21 @@ def test_a_plain_request_abandoned_by_its_client_frees_the_engine_and_is_kept_ca
     assert stored[-1]["finish_reason"] == "cancelled"
     assert stored[-1]["completion_tokens"] < 1500
     assert _ask(gemba_home, "Say OK.").status_code == 200
+
+
+def test_low_disk_space_is_warned_about_while_the_appliance_keeps_answering(
+        gemba_home: GembaHome) -> None:
+    """FAULTS.md 15: the warning comes before writes fail (a threshold above this disk's free
+    space stands in for a nearly full disk)."""
+    gemba_home.write_config(gemba_home.config_file.read_text().replace(
+        "[daemon]\n", "[daemon]\ndisk_warning_bytes = 1000000000000000\n"))
+    gemba_home.start_daemon()
+    health = httpx.get(f"{gemba_home.url}/healthz", timeout=5)
+    assert health.status_code == 200
+    storage = health.json()["storage"]
+    assert storage["warning"] is True and storage["free_bytes"] > 0
+    assert "storage almost full" in storage["message"]
+    status = gemba_home.gemba("status", check=True).stdout
+    assert "WARNING   storage almost full" in status
+    assert _ask(gemba_home, "Say OK.").status_code == 200
+    assert gemba_home.history(), "answers are still stored"
