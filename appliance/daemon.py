@@ -41,6 +41,7 @@ from appliance.inference.scheduler import Scheduler
 from appliance.inference.supervisor import EngineSupervisor
 from appliance.models import resolve_verified
 from appliance.store import open_store
+from appliance.store.conversations import mark_interrupted
 from appliance.store.telemetry import TelemetryStore
 from appliance.store.writer import StoreWriter
 
@@ -78,6 +79,7 @@ def _prepare(settings: Settings, paths: Paths, host: str, port: int) -> Daemon:
                           f"set daemon.api_key in {paths.config_file}, or listen on 127.0.0.1")
     entry, model_path = resolve_verified(settings.model.id, paths.models_dir)
     db = open_store(paths.db_file)
+    mark_interrupted(db)  # answers a power cut or kill -9 cut off are marked, not left open
     sock = _bind(host, port)
     model = settings.model
     engine = EngineConfig(

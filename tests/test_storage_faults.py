@@ -3,6 +3,8 @@ the engine answering nobody."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import threading
 import time
@@ -120,3 +122,28 @@ def test_low_disk_space_is_warned_about_while_the_appliance_keeps_answering(
     assert "WARNING   storage almost full" in status
     assert _ask(gemba_home, "Say OK.").status_code == 200
     assert gemba_home.history(), "answers are still stored"
+
+
+def test_a_question_cut_off_by_kill_9_is_marked_interrupted_at_the_next_start(
+        gemba_home: GembaHome) -> None:
+    """FAULTS.md 13: after a kill -9 mid-answer the database passes its integrity check, the
+    question is there, and history says its answer was interrupted instead of showing it open."""
+    daemon = gemba_home.start_daemon()
+    worker_pid = gemba_home.health()["worker_pid"]
+    with httpx.stream("POST", f"{gemba_home.url}/v1/chat/completions", timeout=60,
+                      json={"messages": [{"role": "user", "content": LONG_ANSWER_PROMPT}],
+                            "stream": True, "max_tokens": 1500, "temperature": 0}) as response:
+        for n, _ in enumerate(response.iter_lines()):
+            if n == 5:
+                daemon.kill()
+                os.kill(worker_pid, signal.SIGKILL)
+                break
+    daemon.wait()
+    conn = sqlite3.connect(gemba_home.db_file)
+    assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    conn.close()
+    gemba_home.start_daemon()
+    messages = gemba_home.conversation(gemba_home.history()[0]["id"])["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["content"] == LONG_ANSWER_PROMPT
+    assert messages[1]["finish_reason"] == "interrupted"

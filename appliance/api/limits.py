@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,6 +13,9 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+
+
+_log = logging.getLogger("gemba.api")
 
 
 class _TooLarge(Exception):
@@ -78,16 +83,32 @@ class RequireKey:
                  api_key: str) -> None:
         self.app = app
         self.expected = f"Bearer {api_key}".encode()
+        self._refused_since_log = 0
+        self._last_log = 0.0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path") != "/healthz":
             sent = dict(scope.get("headers", [])).get(b"authorization", b"")
             if not hmac.compare_digest(sent, self.expected):
+                self._log_refusal(scope)
                 await _send_json(send, 401, {"error": {
                     "type": "unauthorized", "message": "a valid API key is required",
                     "hint": "send the appliance's key as `Authorization: Bearer KEY`"}})
                 return
         await self.app(scope, receive, send)
+
+
+    def _log_refusal(self, scope: Scope) -> None:
+        """Each refused key goes to the daemon log with who and what; a flood is summed up
+        once a second instead of filling the disk."""
+        self._refused_since_log += 1
+        now = time.monotonic()
+        if now - self._last_log < 1.0:
+            return
+        client = scope.get("client") or ("?", 0)
+        _log.warning("refused %d request(s) without a valid API key; last: %s %s from %s",
+                     self._refused_since_log, scope.get("method"), scope.get("path"), client[0])
+        self._refused_since_log, self._last_log = 0, now
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:

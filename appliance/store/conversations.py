@@ -82,6 +82,22 @@ def _add(db: sqlite_utils.Database, conversation_id: int, row: dict[str, Any]) -
     return message_id
 
 
+def mark_interrupted(db: sqlite_utils.Database) -> int:
+    """Questions left without an answer by a power cut or kill -9 get one that says so (finish
+    reason `interrupted`), so history never shows a question as if it were still being
+    answered. Run at start-up, before any new question; returns how many were marked."""
+    with write_transaction(db):
+        dangling = [row[0] for row in db.execute(
+            """select m.conversation_id from messages m
+               where m.id = (select max(id) from messages where conversation_id =
+                             m.conversation_id) and m.role = 'user'""")]
+        for conversation_id in dangling:
+            _add(db, conversation_id, {
+                "role": "assistant", "content": "", "finish_reason": "interrupted",
+                "prompt_tokens": 0, "completion_tokens": 0})
+    return len(dangling)
+
+
 def list_conversations(db: sqlite_utils.Database, limit: int = 50,
                        query: str | None = None,
                        operator: str | None = None) -> list[dict[str, Any]]:

@@ -1,0 +1,30 @@
+"""FAULTS.md 9: with an API key set, every route but /healthz needs it; refusals say nothing about
+which part was wrong, and the daemon log records them."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import GembaHome
+
+pytestmark = pytest.mark.model
+
+
+def test_a_missing_or_wrong_key_is_refused_and_logged(gemba_home: GembaHome) -> None:
+    gemba_home.write_config(gemba_home.config_file.read_text().replace(
+        "[daemon]\n", '[daemon]\napi_key = "s3cret-key"\n'))
+    daemon = gemba_home.start_daemon()
+    url = f"{gemba_home.url}/v1/appliance/documents"
+    missing = httpx.get(url, timeout=5)
+    wrong = httpx.get(url, headers={"Authorization": "Bearer s3cret-kez"}, timeout=5)
+    scheme = httpx.get(url, headers={"Authorization": "Basic s3cret-key"}, timeout=5)
+    assert missing.status_code == wrong.status_code == scheme.status_code == 401
+    assert missing.json() == wrong.json() == scheme.json(), "no hint which part was wrong"
+    right = httpx.get(url, headers={"Authorization": "Bearer s3cret-key"}, timeout=5)
+    assert right.status_code == 200
+    assert httpx.get(f"{gemba_home.url}/healthz", timeout=5).status_code == 200
+    gemba_home.stop_all()
+    log = daemon.stderr.read() if daemon.stderr else ""
+    assert "without a valid API key" in log and "/v1/appliance/documents" in log
+    assert "s3cret" not in log, "the key itself is never logged"
