@@ -147,3 +147,34 @@ def test_a_question_cut_off_by_kill_9_is_marked_interrupted_at_the_next_start(
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[0]["content"] == LONG_ANSWER_PROMPT
     assert messages[1]["finish_reason"] == "interrupted"
+
+
+def test_a_burst_beyond_the_queue_bound_is_told_to_retry_and_running_answers_finish(
+        gemba_home: GembaHome) -> None:
+    """FAULTS.md 10: one answer runs, `max_queue` wait, the rest get 503 with Retry-After at
+    once; no connection is reset and the answers already running are not interrupted."""
+    gemba_home.write_config(gemba_home.config_file.read_text().replace(
+        "[daemon]\n", "[daemon]\nmax_queue = 1\n"))
+    gemba_home.start_daemon()
+    results: list[httpx.Response] = []
+
+    def ask() -> None:
+        results.append(_ask(gemba_home, LONG_ANSWER_PROMPT, max_tokens=40))
+
+    first = threading.Thread(target=ask)
+    first.start()
+    _wait_engine(gemba_home, "answering", timeout_s=30)
+    burst = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in burst:
+        thread.start()
+    for thread in [first, *burst]:
+        thread.join(timeout=120)
+    codes = sorted(r.status_code for r in results)
+    assert len(results) == 9
+    assert codes.count(200) == 2, codes  # the running one and the one that waited
+    assert codes.count(503) == 7, codes
+    for refused in (r for r in results if r.status_code == 503):
+        assert refused.headers["Retry-After"].isdigit()
+        assert refused.json()["error"]["type"] == "busy"
+    for answered in (r for r in results if r.status_code == 200):
+        assert answered.json()["choices"][0]["finish_reason"] == "length"
