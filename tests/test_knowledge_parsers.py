@@ -494,3 +494,16 @@ def test_pdf_that_pdfium_cannot_read_falls_back_to_pypdf(tmp_path: Path,
     document = parse_file(path)
     assert block_with(document, "Seal water").page == 2
     assert any("fallback" in warning for warning in document.warnings)
+
+
+def test_chinese_regulation_numbering_makes_sections() -> None:
+    """一、适用范围 / （二）… are how Chinese plant regulations number their parts; a sentence
+    that starts the same way is no heading."""
+    text = ("危险化学品安全操作规程\n\n一、适用范围\n本规程适用于液碱和盐酸。\n\n"
+            "二、储存要求\n（一）液碱罐\n液碱罐装量不得超过85%。\n\n"
+            "三、二号罐停用后应关闭阀门，然后通知班长。\n")
+    parsed = parse("规程.txt", text.encode("utf-8"), locale="zh")
+    by_text = {block.text: block.section for block in parsed.blocks}
+    assert by_text["液碱罐装量不得超过85%。"] == ("二、储存要求", "（一）液碱罐")
+    assert by_text["本规程适用于液碱和盐酸。"] == ("一、适用范围",)
+    assert "三、二号罐停用后应关闭阀门，然后通知班长。" in by_text

@@ -148,6 +148,15 @@ def borrowed_share(model_text: str, cited: Sequence[Hit]) -> float:
     return found / len(terms)
 
 
+def garbled(text: str) -> bool:
+    """Text a small model produced while losing its way: a broken character (a token cut
+    mid-character), runs of punctuation, or the same sentence said twice."""
+    if "\ufffd" in text or re.search(r"([.．。、,，…\-－])\1{2,}", text):
+        return True
+    sentences = [s.strip() for s in re.split(r"[.!?。！？\n]+", text) if len(s.strip()) > 8]
+    return len(sentences) != len(set(sentences))
+
+
 def model_part(lang: str, model_text: str, cited: Sequence[Hit]) -> str:
     """What of the model's text is shown: its answer, or why it was withheld."""
     text = model_text.strip()
@@ -155,6 +164,6 @@ def model_part(lang: str, model_text: str, cited: Sequence[Hit]) -> str:
         return ""
     if unsupported(text, cited):
         return WITHHELD[lang]
-    if borrowed_share(text, cited) < MIN_BORROWED:
+    if borrowed_share(text, cited) < MIN_BORROWED or garbled(text):
         return OWN_WORDS[lang]
     return f"{ANSWER[lang]} {text}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from appliance.knowledge.search import Hit
 
-MIN_COVERAGE = 0.5
+MIN_COVERAGE = 0.3
 """Share of the question's (IDF-weighted) terms a passage must contain to support an answer."""
 MAX_CITED = 3
 NEAREST = 3
@@ -30,7 +30,9 @@ class Evidence:
 
 
 def supports(hit: Hit) -> bool:
-    return not hit.missing_specific and hit.coverage >= MIN_COVERAGE
+    """Every number and code of the question is in the passage, and either the codes alone
+    decide (an operator asking about E-104 wants E-104's row) or enough of the rest is there."""
+    return not hit.missing_specific and (hit.has_codes or hit.coverage >= MIN_COVERAGE)
 
 
 def judge(question: str, hits: list[Hit]) -> Evidence:

@@ -23,12 +23,24 @@ _CJK = (
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 _KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")
 _HIRAGANA_ONLY = re.compile("^[\u3040-\u309f]+$")
+_HIRAGANA = re.compile("[\u3040-\u309f]")
+_KATAKANA = re.compile("[\u30a0-\u30ff\u31f0-\u31ff]")
+_SCRIPT_RUN = re.compile("[\u30a0-\u30ff\u31f0-\u31ff]+|[\u3040-\u309f]+|"
+                         "[^\u3040-\u30ff\u31f0-\u31ff]+")
 _WORD = re.compile(f"[{_CJK}]+|[^\\W_{_CJK}]+", re.UNICODE)
-_LATIN_WORD = re.compile(f"[^\\W_{_CJK}]+", re.UNICODE)
+_TOKEN = re.compile(f"[{_CJK}]|[^\\W_{_CJK}]+", re.UNICODE)
+_SUFFIXES = (("ies", "y"), ("sses", "ss"), ("ches", "ch"), ("shes", "sh"), ("xes", "x"),
+             ("ing", ""), ("ed", ""), ("s", ""))
 
 CODE = re.compile(r"(?<![A-Za-z0-9-])[A-Za-z]{1,6}(?:-[A-Za-z]{1,6})*-\d{1,6}[A-Za-z]?(?![A-Za-z0-9])")
 """Alarm, fault, part and document codes: E-104, CP-2, P-22, SOP-PR-012."""
-NUMBER = re.compile(r"(?<![\d.])\d+(?:[.,]\d+)?(?![\d])")
+IDENTIFIER = re.compile(
+    r"(?<![A-Za-z0-9])(?:line|press|pump|unit|machine|station|boiler|tank|compressor|conveyor|"
+    r"no\.?|number|#)\s*\d+(?![\d.])"
+    r"|(?<![\d.])\d+\s*(?:号機|号机|号线|号線|号|番|#)", re.IGNORECASE)
+"""A number that names one of several things: line 7, pump #3, 5号, 3号機. The passage must
+name the same thing, not merely hold the number somewhere."""
+NUMBER = re.compile(r"(?<![A-Za-z0-9.])\d+(?:[.,]\d+)?(?![\d])")
 
 # Words that carry no meaning of their own in a question (never decisive for support).
 _STOP_EN = frozenset("""
@@ -47,14 +59,43 @@ _STOP_CJK = frozenset("""
 """.split())
 
 
+# Characters that glue a Chinese sentence together; a pair with one of them is rarely a word.
+_FUNCTION_CHARS = frozenset("的了是吗呢么在和与及或把被要会该请个哪啥怎什如何")
+
+
 def nfkc(text: str) -> str:
     """Full-width letters and digits as plain ones (Ｅ－１０４ → E-104), for matching only."""
     return unicodedata.normalize("NFKC", text)
 
 
 def search_form(text: str) -> str:
-    """The search column: NFKC, lower case, each CJK character a token of its own."""
-    return _CJK_CHAR.sub(lambda m: f" {m.group(0)} ", nfkc(text).lower())
+    """The search column: tokens separated by one space. NFKC and lower case; each CJK
+    character a token of its own; other words stemmed (pumps, pumping → pump)."""
+    return " ".join(stem(token) for token in _TOKEN.findall(nfkc(text).lower()))
+
+
+def stem(word: str) -> str:
+    """A light English stemmer, applied alike to passages and questions: plural and verb
+    endings and a final e go, so "isolate", "isolated" and "isolating" meet."""
+    if len(word) <= 3 or not word.isascii() or not word.isalpha():
+        return word
+    for suffix, keep in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 \
+                and not (suffix == "s" and word.endswith(("ss", "us", "is"))):
+            word = word[:len(word) - len(suffix)] + keep
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 4 else word
+
+
+def names(text: str, identifier: str) -> bool:
+    """Whether `text` names `identifier` (line 7, 5号) as written, spaces aside."""
+    parts = re.findall(r"\d+|[^\W\d_]+|[^\w\s]", identifier.lower())
+    pattern = r"(?<![a-z0-9])" + r"\s*".join(map(re.escape, parts)) + r"(?![0-9])"
+    return re.search(pattern, nfkc(text).lower()) is not None
+
+
+def is_cjk(char: str) -> bool:
+    return bool(_CJK_CHAR.match(char))
 
 
 def codes_in(text: str) -> set[str]:
@@ -82,6 +123,9 @@ class Term:
     """Tokens separated by spaces, e.g. "pump", "泵 压" (two adjacent characters)."""
     specific: bool = False
     """A number or code: a passage that lacks it cannot support the answer."""
+    written: str = ""
+    """For a number or code, as written in the question (2.5, E-104): checked against the
+    passage's words as written, not its tokens."""
 
 
 def query_terms(question: str) -> list[Term]:
@@ -89,15 +133,19 @@ def query_terms(question: str) -> list[Term]:
     text = nfkc(question).lower()
     terms: list[Term] = []
     for code in CODE.finditer(text):
-        terms.append(Term(" ".join(_LATIN_WORD.findall(code.group(0))), specific=True))
+        terms.append(Term(search_form(code.group(0)), True, code.group(0).upper()))
     text = CODE.sub(" ", text)
+    for named in IDENTIFIER.finditer(text):
+        terms.append(Term(search_form(named.group(0)), True, " ".join(named.group(0).split())))
+    text = IDENTIFIER.sub(" ", text)
+    for number in NUMBER.finditer(text):
+        terms.append(Term(search_form(number.group(0)), True, number.group(0).replace(",", ".")))
+    text = NUMBER.sub(" ", text)
     for word in _WORD.findall(text):
         if _CJK_CHAR.match(word):
             terms.extend(_cjk_terms(word))
-        elif word.isdigit() or NUMBER.fullmatch(word):
-            terms.append(Term(word, specific=True))
         elif word not in _STOP_EN and (len(word) > 1 or word.isdigit()):
-            terms.append(Term(word))
+            terms.append(Term(stem(word)))
     seen: set[str] = set()
     unique = []
     for term in terms:
@@ -108,16 +156,32 @@ def query_terms(question: str) -> list[Term]:
 
 
 def _cjk_terms(run: str) -> list[Term]:
-    """A run of CJK characters as overlapping pairs (a lone character alone); pairs made only of
-    hiragana are particles and endings (を, には, ですか) and are left out."""
+    """A run of Chinese or Japanese as terms, script by script. Hiragana is left out: it
+    writes particles and endings (を, には, ですか), while Japanese content words are written in
+    kanji and katakana. A katakana word is one term (ボイラー, フィルタ): its pairs (ラー, ー)
+    are in every loanword. Han characters go as overlapping pairs (a lone one alone), since
+    nothing tells where a Chinese word ends."""
+    terms: list[Term] = []
+    for part in _SCRIPT_RUN.findall(run):
+        if _HIRAGANA.match(part):
+            continue
+        if _KATAKANA.match(part):
+            if len(part) > 1:
+                terms.append(Term(" ".join(part)))
+            continue
+        terms.extend(_han_terms(part))
+    return terms
+
+
+def _han_terms(run: str) -> list[Term]:
     if len(run) == 1:
         return [] if run in _STOP_CJK or _HIRAGANA_ONLY.match(run) else [Term(run)]
     pairs = []
     for i in range(len(run) - 1):
         pair = run[i:i + 2]
-        if _HIRAGANA_ONLY.match(pair) or pair in _STOP_CJK:
+        if _HIRAGANA.search(pair) or pair in _STOP_CJK:
             continue
-        if pair[0] in _STOP_CJK and pair[1] in _STOP_CJK:
+        if pair[0] in _FUNCTION_CHARS or pair[1] in _FUNCTION_CHARS:
             continue
         pairs.append(Term(f"{pair[0]} {pair[1]}"))
     return pairs

@@ -12,6 +12,9 @@ _NUMBERED = re.compile(
     rf"(?:[.．、]\s*|\s+)(?P<title>\S.*)$")
 _CHAPTER = re.compile(
     r"^第[0-9０-９一二三四五六七八九十百零〇]{1,4}(?P<unit>[章节節条條部篇])(?:\s*(?P<title>.*))?$")
+# 一、适用范围 / （二）操作步骤: how Chinese regulations number their parts.
+_HAN_NUMBERED = re.compile(r"^(?:(?P<top>[一二三四五六七八九十]{1,3})、|[（(](?P<sub>[一二三四五六七八九十]{1,3})[)）])"
+                           r"\s*(?P<title>\S.*)$")
 _CHAPTER_LEVELS = {"部": 1, "篇": 1, "章": 1, "节": 2, "節": 2, "条": 3, "條": 3}
 _UNITS = {"mpa", "kpa", "pa", "bar", "psi", "v", "kv", "a", "ma", "w", "kw", "hz", "rpm", "mm",
           "cm", "m", "kg", "g", "l", "min", "s", "h", "°c", "℃", "%", "x"}
@@ -31,6 +34,9 @@ def heading_level(line: str) -> int | None:
     chapter = _CHAPTER.match(line)
     if chapter:
         return _CHAPTER_LEVELS[chapter.group("unit")]
+    han = _HAN_NUMBERED.match(line)
+    if han and len(han.group("title")) <= 30:
+        return 1 if han.group("top") else 2
     numbered = _NUMBERED.match(line)
     if not numbered or not _looks_like_title(numbered.group("title")):
         return None
