@@ -60,7 +60,8 @@ _STOP_CJK = frozenset("""
 
 
 # Characters that glue a Chinese sentence together; a pair with one of them is rarely a word.
-_FUNCTION_CHARS = frozenset("的了是吗呢么在和与及或把被要会该请个哪啥怎什如何")
+_FUNCTION_CHARS = frozenset("的了是吗呢么在和与及或把被要会该请个哪啥怎什如何"
+                            "到多久能可几应将着给让对从向于以其这那此之就都也还又很")
 
 
 def nfkc(text: str) -> str:
