@@ -90,10 +90,11 @@ def create_knowledge(db: sqlite_utils.Database) -> None:
     db["knowledge_codes"].create({"chunk_id": int, "code": str}, pk=("code", "chunk_id"),
                                  foreign_keys=[("chunk_id", "knowledge_chunks", "id")])
     # External content: the FTS index keeps only the tokens; the text lives in knowledge_chunks.
-    # porter: "pumps" finds "pump"; CJK characters arrive already split (knowledge/text.py).
+    # search_text arrives as tokens already (CJK split, words stemmed: knowledge/text.py), so
+    # Python can tell which of a question's terms a passage holds without asking FTS again.
     db.execute("""create virtual table knowledge_chunks_fts using fts5(
         search_text, content='knowledge_chunks', content_rowid='id',
-        tokenize='porter unicode61 remove_diacritics 2')""")
+        tokenize='unicode61 remove_diacritics 0')""")
 
 
 @migrations()
