@@ -257,11 +257,13 @@ class ChatService:
         """The model's words from the cited passages (not shown until checked), and how its
         generation ended."""
         question = job.question
+        messages = grounded_messages(question.text, lang, evidence.cited)
+        if messages is None:
+            return "", "stop"  # nothing the model may read: the passages stand alone
         async with self.scheduler.slot():
             if job.cancel_requested:
                 raise asyncio.CancelledError
-            request = GenerationRequest(grounded_messages(question.text, lang, evidence.cited),
-                                        min(question.max_tokens, GROUNDED_MAX_TOKENS),
+            request = GenerationRequest(messages, min(question.max_tokens, GROUNDED_MAX_TOKENS),
                                         question.temperature, question.top_p, question.stop,
                                         question.seed)
             pieces, finish = [], "stop"

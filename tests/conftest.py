@@ -167,17 +167,20 @@ class GembaHome:
                                      check=True).stdout)
 
 
-def _make_home(root: Path, netguard_log: Path) -> GembaHome:
+def make_home(root: Path, netguard_log: Path) -> GembaHome:
     root.mkdir(parents=True, exist_ok=True)
     home = GembaHome(root, free_port(), netguard_log)
     home.write_config(f"[daemon]\nport = {home.port}\nidle_timeout_s = 300\n")
     return home
 
 
+_make_home = make_home  # the name older test modules import
+
+
 @pytest.fixture
 def gemba_home(tmp_path: Path, netguard_log: Path) -> Iterator[GembaHome]:
     """A fresh appliance home; any daemon started in it is stopped afterwards."""
-    home = _make_home(tmp_path / "gemba", netguard_log)
+    home = make_home(tmp_path / "gemba", netguard_log)
     yield home
     home.stop_all()
 
@@ -185,7 +188,7 @@ def gemba_home(tmp_path: Path, netguard_log: Path) -> Iterator[GembaHome]:
 @pytest.fixture(scope="session")
 def daemon(tmp_path_factory: pytest.TempPathFactory, netguard_log: Path) -> Iterator[GembaHome]:
     """One real daemon with the embedded model, shared by the tests that only talk to it."""
-    home = _make_home(tmp_path_factory.mktemp("daemon") / "gemba", netguard_log)
+    home = make_home(tmp_path_factory.mktemp("daemon") / "gemba", netguard_log)
     home.start_daemon()
     yield home
     home.stop_all()
