@@ -244,3 +244,15 @@ def test_the_model_text_shows_only_when_the_passages_hold_what_it_says(
     cited = [_hit("Tighten the die clamp bolts to 220 N·m in a cross pattern (alarm E-104).")]
     part = model_part("en", model_text, cited)
     assert part.startswith("Answer:") is shown, part
+
+
+def test_a_passage_without_the_asked_code_ranks_below_the_one_with_it(tmp_path: Path) -> None:
+    """BL-3's row must come first even when another passage matches every other word."""
+    db = open_store(tmp_path / "gemba.db")
+    library.store_parsed(db, "conveyor.txt", b"c", ParsedDocument("コンベヤ", (
+        Block("CV-07 ベルト滑り：処置はベルトの張力を点検する。", ("警報",)),), "text"))
+    library.store_parsed(db, "boiler.md", b"b", ParsedDocument("ボイラー", (
+        Block("BL-3 低水位：直ちにバーナーを停止する。", ("警報",)),), "markdown"))
+    hits = search(db, "BL-3が出たときの処置は？")
+    assert hits[0].file == "boiler.md"
+    assert judge("BL-3が出たときの処置は？", hits).cited[0].file == "boiler.md"

@@ -102,6 +102,8 @@ def _hit(row: dict[str, Any], terms: list[Term], weights: dict[str, float], code
         missing += tuple(sorted(code for code in codes if code not in text_codes))
     rank_share = 0.0 if rank is None else 0.2 * (1 - rank / _CANDIDATES)
     code_share = 1.0 if codes and codes <= text_codes else 0.0
+    if missing:
+        code_share -= 1.0  # a passage without the question's numbers and codes goes last
     return Hit(row["id"], row["document"], row["title"], row["file"], row["revision"],
                row["section"], row["page"], row["text"],
                round(coverage + rank_share + code_share, 4), round(coverage, 4), matched,
