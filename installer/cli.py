@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,19 @@ from appliance.hardware.facts import HostFacts, from_dict, to_dict
 
 GIB = 1 << 30
 _MARK = {"pass": "PASS", "warn": "WARN", "fail": "FAIL"}
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange without NaN and infinity: NaN passes every bound (a comparison with
+    NaN is always false), and infinity every missing one."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number in the range {self._describe_range()}.",
+                      param, ctx)
+        return number
 
 
 def _emit_json(data: Any) -> None:
@@ -224,9 +238,12 @@ def _bar(label: str, quiet: bool):  # type: ignore[no-untyped-def]
     return update
 
 
-def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths) -> Any:
+def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths,
+            progress: Any) -> tuple[Any, Any]:
+    """The model to install and its facts. The file is hashed before anything reads it: a
+    truncated copy is named as such, with both hashes, not as a GGUF it cannot parse."""
     from appliance.models import CatalogEntry, load_catalog, resolve, validate_model_id
-    from installer.commission import ModelSource
+    from installer.commission import ModelSource, verify_file, verify_source
     from installer.gguf_info import read_model_facts
 
     catalog = load_catalog(paths.models_dir)
@@ -235,7 +252,9 @@ def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths) 
         if sha256 and sha256.lower() != entry.sha256:
             raise ConfigError(f"--sha256 {sha256} is not the catalog's hash for {model} "
                               f"({entry.sha256})", "omit --sha256 for catalog models")
-        return ModelSource(entry, resolve(entry, paths.models_dir))
+        source = ModelSource(entry, resolve(entry, paths.models_dir))
+        verify_source(source, progress)
+        return source, read_model_facts(source.path)
     path = Path(model)
     if not path.is_file():
         raise ConfigError(f"model '{model}' is neither a catalog id nor a file",
@@ -246,14 +265,17 @@ def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths) 
                           "a model it cannot verify")
     known = next((e for e in catalog.values() if e.sha256 == sha256.lower()), None)
     if known is not None:
-        return ModelSource(known, path)
+        source = ModelSource(known, path)
+        verify_source(source, progress)
+        return source, read_model_facts(path)
+    verify_file(path, sha256.lower(), None, progress)
     facts = read_model_facts(path)
     entry = CatalogEntry(
         id=validate_model_id(model_id or path.stem.lower().replace(" ", "-")), file=path.name,
         sha256=sha256.lower(), licence="as supplied", quantization=facts.quantization,
         context_length=facts.context_train, parameters="", source="folder",
-        description=f"{facts.name}, installed from {path}")
-    return ModelSource(entry, path)
+        description=f"{facts.name}, installed from {path}", size_bytes=facts.file_bytes)
+    return ModelSource(entry, path), facts
 
 
 @install.command()
@@ -264,7 +286,7 @@ def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths) 
 @click.option("--sha256", default=None, help="Expected hash of a model given by path.")
 @click.option("--model-id", default=None, help="Id to install a model file under.")
 @click.option("--ctx", type=click.IntRange(min=128), default=None, help="Wanted context.")
-@click.option("--burn-in-s", type=click.FloatRange(min=1), default=120.0, show_default=True,
+@click.option("--burn-in-s", type=FiniteFloatRange(min=1), default=120.0, show_default=True,
               help="Length of the sustained-generation burn-in.")
 @click.option("--system", is_flag=True, help="Also write a hardened systemd unit.")
 @click.option("--unit-dir", type=click.Path(path_type=Path, file_okay=False),
@@ -278,7 +300,6 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
     from appliance.hardware.probe import probe as probe_box
     from installer import commission
     from installer.burnin import run_burn_in
-    from installer.gguf_info import read_model_facts
     from installer.plan import make_plan
 
     paths = Paths.from_env()
@@ -288,8 +309,9 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
         click.echo(f"Removed {leftover} left by an interrupted install.", err=True)
     facts = probe_box(paths.data_dir)
     profile = _choose_profile(profile_name, facts)
-    source = _source(model, sha256, model_id, paths)
-    result = make_plan(facts, profile, read_model_facts(source.path), ctx)
+    source, model_facts = _source(model, sha256, model_id, paths,
+                                  _bar("Verifying model ", as_json))
+    result = make_plan(facts, profile, model_facts, ctx)
     plan_dict = plan_to_dict(result)
     if not as_json:
         for line in describe_plan(result):
@@ -305,7 +327,6 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
         click.confirm(f"Install {source.entry.id} with this plan?", abort=True, err=True)
     staged = None
     try:
-        commission.verify_source(source, _bar("Verifying model ", as_json))
         staged = commission.stage(source, paths, _bar("Copying model   ", as_json))
         bar = _bar("Burn-in         ", as_json)
         burn = run_burn_in(commission.engine_config(source, staged, result), burn_in_s,

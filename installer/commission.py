@@ -1,6 +1,6 @@
 """`gemba install apply`: the side effects, in an order that never leaves a half-installed box.
 
-1. verify the source model's sha256            (nothing changed yet)
+1. verify the source model's sha256, before anything parses it   (nothing changed yet)
 2. stage: copy to a hidden temp file, hashing while copying, fsync
 3. burn-in with the planned settings on the staged file
 4. commit: rename the model into place, write the manifest and the config atomically
@@ -36,10 +36,12 @@ from appliance.models import (
     manifest_text,
     package_folder,
     sha256_file,
+    size_note,
 )
 from appliance.store import open_store
 from appliance.store.reports import add_report
 from installer.burnin import BurnInResult
+from installer.gguf_info import needed_file_bytes
 from installer.plan import GIB, Plan
 from installer.profiles import Profile, budget_table
 from installer.systemd import unit_text
@@ -78,12 +80,33 @@ def clean_leftovers(paths: Paths) -> list[Path]:
 
 
 def verify_source(source: ModelSource, progress: Bytes | None) -> None:
-    actual = sha256_file(source.path, progress)
-    if actual != source.entry.sha256:
+    verify_file(source.path, source.entry.sha256, source.entry.size_bytes, progress)
+
+
+def verify_file(path: Path, sha256: str, size_bytes: int | None, progress: Bytes | None) -> None:
+    """The file's sha256 is `sha256`, or ModelIntegrityError with both hashes and the sizes."""
+    try:
+        actual = sha256_file(path, progress)
+    except OSError as exc:
+        raise ModelIntegrityError(f"{path} cannot be read: {exc.strerror or exc}; nothing was "
+                                  "changed", "check the file and the medium it is on") from exc
+    if actual != sha256:
         raise ModelIntegrityError(
-            f"{source.path} failed its integrity check: expected sha256 {source.entry.sha256}, "
-            f"got {actual}; nothing was changed",
+            f"{path} failed its integrity check: expected sha256 {sha256}, got {actual}; "
+            f"{_sizes(path, size_bytes)}; nothing was changed",
             "copy the model from the install medium again, or check the --sha256 you gave")
+
+
+def _sizes(path: Path, size_bytes: int | None) -> str:
+    """What the sizes say: the catalog's, else the one the file's own GGUF header implies."""
+    actual = path.stat().st_size
+    if size_bytes is not None:
+        return size_note(actual, size_bytes)
+    needed = needed_file_bytes(path)
+    if needed is not None and actual < needed:
+        return (f"the file has {actual:,} bytes, but its GGUF header lists tensor data up to "
+                f"byte {needed:,}: it is truncated (an interrupted copy?)")
+    return size_note(actual, None)
 
 
 def stage(source: ModelSource, paths: Paths, progress: Bytes | None) -> Path:

@@ -14,9 +14,11 @@ import time
 import tomllib
 from pathlib import Path
 
+import click
 import psutil
 import pytest
 
+from appliance.cli import cli
 from appliance.models import CATALOG, locate
 from tests.conftest import GembaHome
 from tests.fakes.hardware import FIXTURES
@@ -241,4 +243,97 @@ def test_ctrl_c_during_apply_cleans_up_and_changes_nothing(
     assert "Traceback" not in stderr
     assert gemba_home.config_file.read_bytes() == before
     assert not staged.exists()
+    assert not (gemba_home.home / "models" / DEFAULT.file).exists()
+
+
+# -- Numbers on the command line, for every gemba command ----------------------------------------
+def _options(group: click.Group, path: str = "gemba") -> list[tuple[str, click.Parameter]]:
+    found = []
+    for name, command in group.commands.items():
+        for param in command.params:
+            found.append((f"{path} {name} {param.opts[0] if param.opts else param.name}", param))
+        if isinstance(command, click.Group):
+            found += _options(command, f"{path} {name}")
+    return found
+
+
+FLOAT_OPTIONS = [(where, p) for where, p in _options(cli)
+                 if isinstance(p.type, click.types.FloatParamType)]
+
+
+def test_every_float_option_is_found() -> None:
+    names = {where for where, _ in FLOAT_OPTIONS}
+    assert {"gemba ask --temperature", "gemba serve --idle-timeout",
+            "gemba install apply --burn-in-s"} <= names
+
+
+@pytest.mark.parametrize("text", ["nan", "NaN", "inf", "-inf", "1e999"])
+@pytest.mark.parametrize("where, param", FLOAT_OPTIONS, ids=[w for w, _ in FLOAT_OPTIONS])
+def test_float_options_refuse_nan_and_infinity(where: str, param: click.Parameter,
+                                               text: str) -> None:
+    # click's FloatRange lets NaN through every bound (all comparisons with NaN are false).
+    with pytest.raises(click.BadParameter, match="finite|not in the range"):
+        param.type.convert(text, param, None)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_ask_with_nan_temperature_is_a_usage_error(gemba_home: GembaHome, value: str) -> None:
+    result = gemba_home.gemba("ask", "--temperature", value, "Is the press ready?", timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "--temperature" in result.stderr and "0<=x<=2" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert gemba_home.health() is None  # refused before a daemon was started
+
+
+TOO_BIG_FOR_SQLITE = str(10**20)
+
+
+@pytest.mark.parametrize("args", [("history", "show", TOO_BIG_FOR_SQLITE),
+                                  ("ask", "--conversation", TOO_BIG_FOR_SQLITE, "Go on."),
+                                  ("ask", "--seed", str(2**32), "Go on."),
+                                  ("serve", "--port", "99999")],
+                         ids=["history-show", "ask-conversation", "ask-seed", "serve-port"])
+def test_integers_out_of_range_are_usage_errors(gemba_home: GembaHome,
+                                                args: tuple[str, ...]) -> None:
+    result = gemba_home.gemba(*args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "is not in the range" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert gemba_home.health() is None
+
+
+def test_largest_conversation_id_is_simply_not_found(gemba_home: GembaHome) -> None:
+    result = gemba_home.gemba("history", "show", str(2**63 - 1))
+    assert result.returncode == 66
+    assert "does not exist" in result.stderr
+
+
+# -- apply hashes the model before it parses it ------------------------------------------------
+@pytest.fixture
+def truncated_usb_model(tmp_path: Path) -> Path:
+    """An interrupted copy from a USB stick: the first 3 MB of the model (its whole header)."""
+    source = locate(DEFAULT, Path("/nonexistent"))
+    assert source is not None
+    stick = tmp_path / "usb"
+    stick.mkdir()
+    with source.open("rb") as whole:
+        (stick / DEFAULT.file).write_bytes(whole.read(3 << 20))
+    return stick / DEFAULT.file
+
+
+@pytest.mark.parametrize("model_id", [None, "plant-model"], ids=["catalog-hash", "new-model"])
+def test_apply_with_a_truncated_model_shows_hashes_and_sizes(
+        gemba_home: GembaHome, truncated_usb_model: Path, model_id: str | None) -> None:
+    before = gemba_home.config_file.read_bytes()
+    sha256 = DEFAULT.sha256 if model_id is None else "ab" * 32
+    extra = ("--model-id", model_id) if model_id else ()
+    result = gemba_home.gemba("install", "apply", "--model", str(truncated_usb_model),
+                              "--sha256", sha256, *extra, "--yes", timeout=120)
+    assert result.returncode == 65, result.stderr
+    assert f"expected sha256 {sha256}" in result.stderr and "got " in result.stderr
+    size = locate(DEFAULT, Path("/nonexistent")).stat().st_size
+    assert f"{3 << 20:,} bytes" in result.stderr and f"{size:,}" in result.stderr
+    assert "truncated" in result.stderr
+    assert "Traceback" not in result.stderr and "mmap" not in result.stderr
+    assert gemba_home.config_file.read_bytes() == before
     assert not (gemba_home.home / "models" / DEFAULT.file).exists()
