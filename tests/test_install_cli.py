@@ -227,7 +227,7 @@ def test_power_cut_during_apply_leaves_the_old_config_and_model(
     assert not (gemba_home.home / "models" / DEFAULT.file).exists()
     # The next apply cleans what the cut left behind, and says so.
     result = gemba_home.gemba("install", "apply", "--model", str(usb_model), "--sha256",
-                              DEFAULT.sha256, "--burn-in-s", "2", "--yes", timeout=300)
+                              DEFAULT.sha256, "--burn-in-s", "6", "--yes", timeout=300)
     assert "left by an interrupted install" in result.stderr
     assert result.returncode == 0, result.stderr
     assert not staged.exists()
