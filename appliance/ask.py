@@ -74,4 +74,6 @@ def run_ask(settings: Settings, paths: Paths, question: str, *,
         "basis": gemba.get("basis"),
         "citations": [{key: c.get(key) for key in CITATION_FIELDS}
                       for c in gemba.get("citations") or []],
+        "nearest": [{key: c.get(key) for key in CITATION_FIELDS if key != "text"}
+                    for c in gemba.get("nearest") or []],
     }

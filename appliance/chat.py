@@ -286,8 +286,10 @@ class ChatService:
         assert grounded is not None and state.conversation_id is not None
         citations = tuple(hit.citation(n) for n, hit in enumerate(grounded.evidence.cited, 1))
         prompt_tokens, completion_tokens = state.tokens
+        nearest = tuple(hit.citation(n) for n, hit in enumerate(grounded.evidence.nearest, 1))
         record = replace(self._record(state, finish, prompt_tokens, completion_tokens, None,
-                                      None), basis=grounded.evidence.basis, citations=citations)
+                                      None), basis=grounded.evidence.basis, citations=citations,
+                         nearest=nearest)
         message_id = await self._write(conversations.add_answer, state.conversation_id, record)
         state.stored = True
         job.events.put_nowait(Answered(state.conversation_id, message_id, record))

@@ -131,6 +131,8 @@ class ApplianceClient:
                 and "status" in body:
             return body
         error = error_from_body(response.status_code, body)
+        if response.status_code in (401, 503):
+            raise error  # no file can go in: a wrong key, or the appliance is not ready
         reason = "too_large" if response.status_code == 413 else error.kind
         return {"file": name, "status": "failed",
                 "error": {"reason": reason, "message": f"{name}: {error.message}",

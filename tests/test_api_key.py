@@ -24,6 +24,15 @@ def test_a_missing_or_wrong_key_is_refused_and_logged(gemba_home: GembaHome) -> 
     right = httpx.get(url, headers={"Authorization": "Bearer s3cret-key"}, timeout=5)
     assert right.status_code == 200
     assert httpx.get(f"{gemba_home.url}/healthz", timeout=5).status_code == 200
+    sop = gemba_home.home / "sop.md"
+    sop.write_text("# Pump SOP\n\nClose the valve.\n", encoding="utf-8")
+    laptop = gemba_home.gemba("docs", "--connect", gemba_home.url, "--api-key", "wrong",
+                              "import", str(sop), str(sop))
+    assert laptop.returncode == 77, "a wrong key stops the import, not file by file"
+    assert "API key" in laptop.stderr and "Traceback" not in laptop.stderr
+    keyed = gemba_home.gemba("docs", "--connect", gemba_home.url, "--api-key", "s3cret-key",
+                             "import", str(sop))
+    assert keyed.returncode == 0, keyed.stderr
     gemba_home.stop_all()
     log = daemon.stderr.read() if daemon.stderr else ""
     assert "without a valid API key" in log and "/v1/appliance/documents" in log

@@ -272,7 +272,7 @@ def _gemba(event: Answered) -> dict[str, Any]:
     return {"conversation_id": event.conversation_id, "message_id": event.message_id,
             "model_id": r.model_id, "model_sha256": r.model_sha256, "finish_reason": r.finish_reason,
             "engine_ttft_s": r.ttft_s, "tok_per_s": r.tok_per_s, "basis": r.basis,
-            "citations": list(r.citations)}
+            "citations": list(r.citations), "nearest": list(r.nearest)}
 
 
 def _error(status: int, kind: str, message: str, hint: str = "",

@@ -39,7 +39,7 @@ class BodyLimit:
         limit = self.larger.get(scope.get("path", ""), self.max_bytes)
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await self._refuse(send, limit)
+            await self._refuse(send, limit, scope.get("path", "") in self.larger)
             return
         seen = 0
         started = False
@@ -62,11 +62,10 @@ class BodyLimit:
             await self.app(scope, counted_receive, tracked_send)
         except _TooLarge:
             if not started:
-                await self._refuse(send, limit)
+                await self._refuse(send, limit, scope.get("path", "") in self.larger)
 
-    async def _refuse(self, send: Send, limit: int) -> None:
-        setting = "knowledge.max_file_bytes" if limit != self.max_bytes else \
-            "daemon.max_body_bytes"
+    async def _refuse(self, send: Send, limit: int, document: bool) -> None:
+        setting = "knowledge.max_file_bytes" if document else "daemon.max_body_bytes"
         await _send_json(send, 413, {"error": {
             "type": "request_too_large",
             "message": f"the request body is larger than {limit} bytes",

@@ -46,11 +46,6 @@ OWN_WORDS = {
 }
 MIN_BORROWED = 0.6
 """Share of the model's content terms that must come from the passages for its text to show."""
-UNCHECKED = {
-    "en": "Nothing in this answer was checked against the plant documents.",
-    "zh": "此回答未经工厂文件核对。",
-    "ja": "この回答は工場の文書と照合されていません。",
-}
 _INJECTION = re.compile(
     r"(?i)\b(?:ignore|disregard|forget|override)\s+(?:(?:all|any|the)\s+)*"
     r"(?:previous|prior|above|earlier|preceding|your|these|system)\b.{0,20}?"

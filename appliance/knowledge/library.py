@@ -26,17 +26,20 @@ from appliance.store.db import write_transaction
 
 DEFAULT_MAX_FILE_BYTES = 50_000_000
 
-# A document number as plants write them: SOP-PR-012, WI-031, QP-7-2 (two letters at least,
-# so that alarm codes such as E-104 are not taken for one).
-_DOC_NUMBER = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*-\d{1,6})"
-                         r"(?![0-9])")
-# A revision marker at the end of a file name: _rev3, -Rev.C, _v2, R04, 改訂2, 第3版, (3).
+# A document number as plants write them: SOP-PR-012, WI-031, OM-PS3-001 (a letter prefix and
+# three digits or more, or two segments before the number). Alarm and machine codes such as
+# E-104, CV-23 or P-22 in a file name are not document numbers: "CV-23 belt manual.pdf" and
+# "CV-23 gearbox manual.pdf" are two documents, not two revisions of one.
+_DOC_NUMBER = re.compile(r"(?<![A-Za-z0-9])([A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})+-\d{1,6}"
+                         r"|[A-Za-z]{2,8}-\d{3,6})(?![0-9])")
+# A revision marker at the end of a file name: _rev3, -Rev.C, _v2, R04, 改訂2, 第3版, (rev 3).
+# A bare "(1)" is a browser's second copy, not a revision.
 _REVISION = re.compile(
     r"(?:(?:^|[\s_.\-]+)(?:rev(?:ision)?[\s_.\-]*([0-9]{1,4}|[A-Za-z])"
     r"|(?:ver(?:sion)?|v|r)[\s_.\-]*([0-9]{1,4}))"
     r"|[\s_.\-]*(?:改訂|改版|修订|修訂|版本)\s*([0-9]{1,4})"
     r"|[\s_.\-]*第\s*([0-9]{1,4})\s*版"
-    r"|[\s_.\-]*[（(]\s*(?:rev\.?\s*)?([0-9]{1,4})\s*[)）])\s*$",
+    r"|[\s_.\-]*[（(]\s*rev\.?\s*([0-9]{1,4})\s*[)）])\s*$",
     re.IGNORECASE)
 
 

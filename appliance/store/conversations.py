@@ -44,9 +44,12 @@ class AnswerRecord:
     """documents, none (refused for lack of basis) or None (plain chat)."""
     citations: tuple[dict[str, Any], ...] = ()
     """The passages relied on, each with the document revision it came from."""
+    nearest: tuple[dict[str, Any], ...] = ()
+    """With basis none: the closest passages shown instead (not stored: the answer's text
+    lists them)."""
 
     def row(self) -> dict[str, Any]:
-        fields = {k: v for k, v in self.__dict__.items() if k != "citations"}
+        fields = {k: v for k, v in self.__dict__.items() if k not in ("citations", "nearest")}
         return {**fields, "citations_json": json.dumps(list(self.citations), ensure_ascii=False)
                 if self.basis is not None else None}
 
