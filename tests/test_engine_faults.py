@@ -105,3 +105,15 @@ def test_a_model_that_cannot_load_still_opens_the_console_with_the_reason(
         _tmux(socket, "kill-server")
         tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
         (tmux_dir / socket).unlink(missing_ok=True)
+
+
+def test_the_same_question_at_temperature_0_gets_the_same_answer_every_time(
+        gemba_home: GembaHome) -> None:
+    """Right after start-up and later alike: an operator who asks again gets the same words."""
+    gemba_home.start_daemon()
+    body = {"messages": [{"role": "user",
+                          "content": "What should an operator check when a pump vibrates?"}],
+            "temperature": 0, "max_tokens": 40}
+    answers = [httpx.post(f"{gemba_home.url}/v1/chat/completions", json=body, timeout=120)
+               .json()["choices"][0]["message"]["content"] for _ in range(3)]
+    assert answers[0] == answers[1] == answers[2]

@@ -103,6 +103,10 @@ class LlamaEngine:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         vocab = self._llm._model.vocab
         completion_tokens, first_at, finish = 0, None, "length"
+        # Every prompt is read whole: reusing the previous prompt's cached prefix reads the rest
+        # in another batch shape, whose rounding differs, and the same question at temperature
+        # 0 then got one answer right after start-up and another one later.
+        self._llm.reset()
         tokens = self._llm.generate(prompt_tokens, temp=request.temperature, top_p=request.top_p,
                                     reset=True)
         try:
