@@ -247,7 +247,7 @@ class ChatService:
         except (Busy, EngineError):
             model_text, finish = "", "stop"  # no engine now: the passages are the answer
         if finish != "cancelled":
-            part = model_part(lang, model_text, evidence.cited)
+            part = model_part(lang, model_text, evidence.cited, question.text)
             if part:
                 self._emit(job, state, "\n\n" + part)
         await self._finish_grounded(job, state, "cancelled" if finish == "cancelled" else "stop")

@@ -256,3 +256,13 @@ def test_a_passage_without_the_asked_code_ranks_below_the_one_with_it(tmp_path: 
     hits = search(db, "BL-3が出たときの処置は？")
     assert hits[0].file == "boiler.md"
     assert judge("BL-3が出たときの処置は？", hits).cited[0].file == "boiler.md"
+
+
+def test_a_model_that_only_says_the_question_back_shows_nothing() -> None:
+    cited = [_hit("吸入压力低于 0.12 MPa 时触发报警 P-22，应立即停泵并检查入口过滤器。")]
+    question = "吸入压力低于多少触发报警？"
+    assert model_part("zh", "吸入压力低于多少；；；；；…", cited, question) == ""
+    assert model_part("zh", "吸入压力低于多少触发报警", cited, question) == ""
+    answer = model_part("zh", "吸入压力低于 0.12 MPa 时触发报警 P-22，应立即停泵 [1]。", cited,
+                        question)
+    assert answer.startswith("回答：")

@@ -167,16 +167,23 @@ def borrowed_share(model_text: str, cited: Sequence[Hit]) -> float:
 def garbled(text: str) -> bool:
     """Text a small model produced while losing its way: a broken character (a token cut
     mid-character), runs of punctuation, or the same sentence said twice."""
-    if "\ufffd" in text or re.search(r"([.．。、,，…\-－])\1{2,}", text):
+    if "\ufffd" in text or re.search(r"([.．。、,，;；:：!！?？…\-－_~])\1{2,}", text):
         return True
     sentences = [s.strip() for s in re.split(r"[.!?。！？\n]+", text) if len(s.strip()) > 8]
     return len(sentences) != len(set(sentences))
 
 
-def model_part(lang: str, model_text: str, cited: Sequence[Hit]) -> str:
+def echoes(model_text: str, question: str) -> bool:
+    """The model only said the question back (吸入压力低于多少…): no answer in it."""
+    said = {term.phrase for term in query_terms(model_text)}
+    asked = {term.phrase for term in query_terms(question)}
+    return bool(said) and len(said - asked) < max(2, len(said) // 3)
+
+
+def model_part(lang: str, model_text: str, cited: Sequence[Hit], question: str = "") -> str:
     """What of the model's text is shown: its answer, or why it was withheld."""
     text = model_text.strip()
-    if not text:
+    if not text or (question and echoes(text, question)):
         return ""
     if unsupported(text, cited):
         return WITHHELD[lang]
