@@ -47,16 +47,19 @@ bench: setup
 	$(PY) bench/governor_real.py
 	$(PY) bench/plan_accuracy.py
 	$(PY) bench/console.py
+	$(PY) bench/knowledge.py
+	$(PY) bench/soak.py
 
 # The operator guide's screen pictures are the console's 80x24 test snapshots (refresh those
 # first with: $(PY) -m pytest tests/test_console_snapshots.py --snapshot-update).
 SNAPSHOTS := tests/__snapshots__/test_console_snapshots
 pictures:
 	mkdir -p docs/pictures
-	for s in login ask task history health help; do \
+	for s in login ask task history health help cited refusal documents passage; do \
 	  cp "$(SNAPSHOTS)/test_screen_snapshot[$$s-en-80x24].svg" "docs/pictures/$$s-en.svg"; done
 	cp "$(SNAPSHOTS)/test_screen_snapshot[ask-zh-80x24].svg" docs/pictures/ask-zh.svg
 	cp "$(SNAPSHOTS)/test_screen_snapshot[health-ja-80x24].svg" docs/pictures/health-ja.svg
+	cp "$(SNAPSHOTS)/test_screen_snapshot[documents-zh-80x24].svg" docs/pictures/documents-zh.svg
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -23,9 +23,17 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from appliance.client import ApplianceClient
-from appliance.console.app import AnswerText, ConsoleApp
+from appliance.console.app import ConsoleApp
+from appliance.console.ask import AnswerText
 from appliance.console.text import clean
-from tests.console_pilot import run_closing, screen_text, wait_for
+from tests.console_pilot import (
+    PUMP_ALARM,
+    import_plant_documents,
+    run_closing,
+    screen_text,
+    unspaced,
+    wait_for,
+)
 
 SIZE = (80, 24)
 ANSWER_DEADLINE_S = 120  # generous: two cores, and other tests may share the machine
@@ -114,7 +122,8 @@ def test_escape_stops_the_answer_and_keeps_the_partial_text(daemon: GembaHome) -
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await ask(pilot, app, LONG_ANSWER_PROMPT)
-            await wait_for(pilot, lambda: len(app._answer_text) >= 10, "some answer text")
+            await wait_for(pilot, lambda: len(app.ask_screen.answer_text) >= 10,
+                           "some answer text")
             await pilot.press("escape")
             await wait_for(pilot, lambda: not app.answering, "the cancel to take effect", 30)
 
@@ -150,7 +159,7 @@ def test_question_box_is_locked_while_the_answer_streams(daemon: GembaHome) -> N
             box = question_input(app)
             assert box.disabled
             assert "answering" in screen_text(app).splitlines()[0]
-            await wait_for(pilot, lambda: bool(app._answer_text), "some answer text")
+            await wait_for(pilot, lambda: bool(app.ask_screen.answer_text), "some answer text")
             await pilot.press(*"stop")  # keystrokes during an answer go nowhere
             await pilot.press("enter")
             assert app.answering and box.disabled
@@ -214,9 +223,11 @@ def test_markup_and_escapes_in_an_answer_show_as_plain_text(daemon: GembaHome) -
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
             await ask(pilot, app, LONG_ANSWER_PROMPT)
-            await wait_for(pilot, lambda: bool(app._answer_text), "some answer text")
-            app.post_message(AnswerText(app._asked, hostile))  # as if the model had written it
-            await wait_for(pilot, lambda: expected in app._answer_text, "the injected text", 10)
+            await wait_for(pilot, lambda: bool(app.ask_screen.answer_text), "some answer text")
+            screen = app.ask_screen
+            # As if the model had written it.
+            screen.post_message(AnswerText(screen._asked, hostile))
+            await wait_for(pilot, lambda: expected in screen.answer_text, "the injected text", 10)
             await pilot.press("escape")
             await wait_for(pilot, lambda: not app.answering, "the answer to stop", 30)
 
@@ -253,13 +264,14 @@ def _wait_pane(socket: str, condition: Callable[[str], bool], what: str,
     return pane
 
 
-def _console_script(home: GembaHome, tmp_path: Path, after: str = "") -> Path:
-    """A shell script that runs `gemba console` in this home, as a terminal would."""
+def _console_script(home: GembaHome, tmp_path: Path, after: str = "", *args: str) -> Path:
+    """A shell script that runs `gemba console ARGS` in this home, as a terminal would."""
     script = tmp_path / "console.sh"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in home.env.items())
+    command = shlex.join([PYTHON, "-m", "appliance", "console", *args])
     script.write_text(f"#!/bin/sh\n{exports}export LANG=C.UTF-8\n"
                       f"cd {shlex.quote(str(home.home))}\n"
-                      f"{shlex.quote(PYTHON)} -m appliance console\n{after}", encoding="utf-8")
+                      f"{command}\n{after}", encoding="utf-8")
     script.chmod(0o755)
     return script
 
@@ -400,3 +412,59 @@ def test_kiosk_console_in_a_real_terminal_in_each_language(gemba_home: GembaHome
     asked = gemba_home.history()
     assert any(row["operator"] == name and "E-104" in row["title"] and "M3" in row["title"]
                for row in asked), asked
+
+
+@pytest.mark.model
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_chinese_console_in_a_real_terminal_cites_the_pump_sop_and_opens_it(
+        gemba_home: GembaHome, tmp_path: Path) -> None:
+    """`gemba console --lang zh` at 80x24 with the plant's documents imported: a question about
+    the pump's low suction pressure is answered from SOP-PU-007, cited under the answer, and F8
+    then Enter opens the cited passage in full."""
+    from appliance.console.i18n import Strings
+
+    t = Strings("zh")
+    question = "吸入压力低于多少触发报警？"
+    gemba_home.write_config(gemba_home.config_file.read_text()  # the same answer every run
+                            + "[generation]\ntemperature = 0.0\n")
+    import_plant_documents(gemba_home, tmp_path / "documents")  # starts the daemon, as a user
+    script = _console_script(gemba_home, tmp_path, "", "--lang", "zh")
+    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+    def keys(*args: str) -> None:
+        _tmux(socket, "send-keys", "-t", "console", *args)
+
+    try:
+        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
+                        str(script))
+        assert started.returncode == 0, started.stderr
+        _wait_pane(socket, lambda p: t("login.prompt") in p, "the sign-in form", 120)
+        keys("-l", "王芳")
+        keys("Enter")
+        _wait_pane(socket, lambda p: t("status.operator", operator="王芳") in p, "signed in", 10)
+
+        keys("-l", question)
+        keys("Enter")
+        citation = "[1] SOP-PU-007 · rev 2 · 5 报警处理"
+        pane = _wait_pane(socket, lambda p: t("state.ready") in p.splitlines()[0]
+                          and citation in p, "the answer with its citation", ANSWER_DEADLINE_S)
+        assert t("sources.title") in pane
+        assert "无法回答" not in pane
+
+        keys("F8")
+        keys("Enter")
+        pane = _wait_pane(socket, lambda p: t("passage.heading") in p
+                          and unspaced("".join(PUMP_ALARM)) in unspaced(p),
+                          "the cited passage in full", 30)
+        for line in (t("passage.document", value="SOP-PU-007"), t("passage.revision", value="2"),
+                     t("passage.section", value="5 报警处理")):
+            assert line in pane, line
+        assert f"Q: {question}" not in pane, "the passage has the screen to itself"
+
+        keys("Escape")  # back to the answer
+        _wait_pane(socket, lambda p: f"Q: {question}" in p or citation in p, "the answer again",
+                   10)
+    finally:
+        _tmux(socket, "kill-server")
+        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmux_dir / socket).unlink(missing_ok=True)

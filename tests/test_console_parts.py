@@ -1,5 +1,6 @@
 """The console's new parts, fast: task prompts and forms, sign-in, the health rows, the
-governor's severities, the operator filter, the telemetry window and the API routes behind F4.
+governor's severities, the operator filter, the telemetry window and the API routes behind F4,
+and how sources, passages and the Documents screen read (no daemon: an unreachable one).
 
 Widgets run in a tiny host App that loads the console's stylesheet and ISA-101 theme (the CSS
 uses its variables). pytest-asyncio is not installed: Pilot tests are sync functions around
@@ -17,6 +18,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from rich.cells import cell_len
 from textual import events
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
@@ -27,7 +29,10 @@ from textual.widgets import Input, Static
 import appliance.console
 from appliance.api.app import create_app
 from appliance.chat import ChatService
+from appliance.client import ApplianceClient
 from appliance.config import Settings
+from appliance.console.ask import AskScreen
+from appliance.console.documents import DocumentsScreen
 from appliance.console.health import (
     FIGURES,
     Figure,
@@ -39,7 +44,9 @@ from appliance.console.health import (
 )
 from appliance.console.i18n import LANGUAGES, Strings
 from appliance.console.login import MAX_OPERATOR_CHARS, LoginScreen, valid_operator
+from appliance.console.passage import PassageLoaded, PassageScreen, passage_heading
 from appliance.console.screens import row_text
+from appliance.console.sources import Sources, cite_line, nearest_line, snippet
 from appliance.console.tasks import TASKS, TaskForm, build_prompt, field_label
 from appliance.console.theme import ISA101
 from appliance.governor import (
@@ -61,7 +68,8 @@ from appliance.store.conversations import (
     start_conversation,
 )
 from appliance.store.telemetry import TelemetryStore
-from tests.conftest import GembaHome, clock_in
+from tests.conftest import GembaHome, clock_in, free_port
+from tests.console_pilot import screen_text, wait_for
 
 REQUIRED_VALUE = {"alarm": "E-104", "step": "SOP-12", "handover": "belt replaced at 14:00"}
 LEFTOVERS = {  # what an empty machine or notes field must not leave behind
@@ -568,3 +576,142 @@ def test_real_daemon_telemetry_feeds_the_health_screen(daemon: GembaHome) -> Non
     telemetry = telemetry_from(body, daemon.health())
     assert telemetry.engine_state == "ready"
     assert telemetry.mode in ("normal", "slowed", "paused", "refused")
+
+
+# -- 10. sources, passages, documents -------------------------------------------------------------
+CITATION = {"n": 1, "document": "SOP-PR-012", "title": "SOP-PR-012 Die change", "file": "x.pdf",
+            "revision": "3", "section": "4 Die change", "page": 3, "text": "…", "passage_id": 7}
+
+
+@pytest.mark.parametrize(("lang", "line"), [
+    ("en", "[1] SOP-PR-012 · rev 3 · 4 Die change · p. 3"),
+    ("zh", "[1] SOP-PR-012 · rev 3 · 4 Die change · 第 3 页"),
+    ("ja", "[1] SOP-PR-012 · rev 3 · 4 Die change · 3 ページ"),
+])
+def test_a_citation_reads_document_revision_section_page(lang: str, line: str) -> None:
+    assert cite_line(CITATION, Strings(lang)) == line
+
+
+def test_a_citation_leaves_out_what_the_passage_lacks_and_never_carries_controls() -> None:
+    t = Strings("en")
+    bare = CITATION | {"section": "", "page": None}
+    assert cite_line(bare, t) == "[1] SOP-PR-012 · rev 3"
+    hostile = CITATION | {"document": "SOP\x1b[31m-9", "section": "4\n[bold]Die[/bold]"}
+    assert cite_line(hostile, t) == "[1] SOP-9 · rev 3 · 4 [bold]Die[/bold] · p. 3"
+    # A refusal's nearest documents go by title (with the number when the title lacks it).
+    assert nearest_line(CITATION, t) == "[1] SOP-PR-012 Die change · rev 3 · 4 Die change · p. 3"
+    assert nearest_line(CITATION | {"title": "Die change"}, t).startswith(
+        "[1] SOP-PR-012 Die change · rev 3")
+
+
+def test_snippet_cuts_by_terminal_cells_not_characters() -> None:
+    assert snippet("a  b\n c", 10) == "a b c"
+    cut = snippet("泵" * 100, 21)
+    assert cut == "泵" * 10 + "…" and cell_len(cut) <= 21
+    assert snippet("Check\x07 the valve", 40) == "Check the valve"
+
+
+def test_passage_heading_shows_only_the_fields_the_passage_has() -> None:
+    passage = {"document": "LOTO-001", "title": "Lockout", "revision": "4", "section": "",
+               "page": None, "file": "LOTO-001_rev4.md", "text": "…"}
+    assert passage_heading(passage, Strings("zh")).splitlines() == [
+        "文件：LOTO-001", "标题：Lockout", "版本：4", "文件名：LOTO-001_rev4.md"]
+
+
+def _unreachable() -> ApplianceClient:
+    return ApplianceClient(f"http://127.0.0.1:{free_port()}")
+
+
+def _keys_at_once(app: Host, *keys: str) -> None:
+    """Keys in one read, as a laggy line delivers them (see `_burst`), function keys too."""
+    for key in keys:
+        app.post_message(events.Key(key, key if len(key) == 1 else None))
+
+
+def test_a_number_typed_right_behind_f8_opens_that_source() -> None:
+    """A glove presses F8 then 2 faster than the screen redraws: the second source opens; the
+    daemon is out of reach, so the passage screen says so in the operator's language."""
+    t, client = Strings("en"), _unreachable()
+    cited = [CITATION, CITATION | {"n": 2, "section": "5 Tools", "passage_id": 8}]
+
+    async def scenario(pilot: Pilot[None], app: Host) -> None:
+        ask = app.screen
+        assert isinstance(ask, AskScreen)
+        await ask.query_one("#transcript").mount(Sources(cited, t("sources.title"), t))
+        await pilot.pause()
+        _keys_at_once(app, "f8", "2")
+        await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen), "the passage", 15)
+        passage = app.screen
+        assert isinstance(passage, PassageScreen) and passage.passage_id == 8
+        text = passage.query_one("#passage-text", Static)
+        await wait_for(pilot, lambda: text.has_class("error"), "why it cannot open", 15)
+        # As History says it: the reason in the appliance's words, for the engineer.
+        assert text_of(text).startswith(t("passage.failed", message="lost the connection"))
+        await wait_for(pilot, lambda: "Esc Back" in screen_text(app).splitlines()[-1],
+                       "Esc in the footer, going back", 15)
+        await pilot.press("escape")
+        assert app.screen is ask
+
+    try:
+        run_modal(AskScreen(client, t, lambda state: None), scenario)
+    finally:
+        client.close()
+
+
+def test_f8_without_sources_says_there_are_none() -> None:
+    t, client = Strings("zh"), _unreachable()
+
+    async def main() -> None:
+        app = Host()
+        async with app.run_test(size=(80, 24), notifications=True) as pilot:
+            await app.push_screen(AskScreen(client, t, lambda state: None))
+            await pilot.press("f8")
+            said = t("sources.missing").split("：")[0]  # the toast wraps the rest
+            await wait_for(pilot, lambda: said in screen_text(app), "the notice", 15)
+            assert app.focused is app.screen.query_one("#question"), "the cursor stays put"
+
+    try:
+        asyncio.run(main())
+    finally:
+        client.close()
+
+
+def test_a_passage_of_a_replaced_revision_says_so() -> None:
+    t, client = Strings("ja"), _unreachable()
+
+    async def scenario(pilot: Pilot[None], app: Host) -> None:
+        screen = app.screen
+        assert isinstance(screen, PassageScreen)
+        text = screen.query_one("#passage-text", Static)
+        await wait_for(pilot, lambda: text.has_class("error"), "no daemon", 15)  # first
+        old = {"document": "SOP-PR-012", "revision": "2", "text": "古い\x1b[31m手順", "current": False}
+        screen.post_message(PassageLoaded(old))
+        await wait_for(pilot, lambda: screen.shown is not None, "the passage", 15)
+        assert screen.query_one("#passage-superseded").display
+        assert t("passage.superseded") in screen_text(app)
+        assert text_of(text) == "古い手順" and not text.has_class("error")
+
+    try:
+        run_modal(PassageScreen(client, t, 5), scenario)
+    finally:
+        client.close()
+
+
+def test_documents_screen_says_when_the_appliance_is_out_of_reach() -> None:
+    t, client = Strings("zh"), _unreachable()
+
+    async def scenario(pilot: Pilot[None], app: Host) -> None:
+        note = app.screen.query_one("#documents-note", Static)
+        assert text_of(note) == t("documents.hint")
+        await pilot.press("enter")  # nothing typed: the hint again, nothing asked
+        assert text_of(note) == t("documents.hint")
+        await pilot.press("泵", "enter")
+        said = t("documents.failed", message="lost the connection to the appliance")
+        await wait_for(pilot, lambda: text_of(note).startswith(said), "why", 15)
+        assert note.has_class("error")
+
+    try:
+        run_modal(DocumentsScreen(client, t), scenario)
+    finally:
+        client.close()
+

@@ -80,7 +80,7 @@ def test_an_answer_that_ends_behind_the_history_screen_is_kept(daemon: GembaHome
             await wait_for(pilot, lambda: not app.answering, "the answer to end", 30)
             assert isinstance(app.screen, HistoryScreen)  # the ending did not pull it away
             await pilot.press("f2")
-            assert app._answer_text.strip()
+            assert app.ask_screen.answer_text.strip()
             assert not app.query_one("#question").disabled
 
     run_closing(client, scenario)

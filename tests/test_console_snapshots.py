@@ -3,9 +3,12 @@ legible on a 16-colour terminal.
 
 The console runs against a real daemon and model in its own home. Its history is asked through
 the API and then dated to fixed times, so the pictures do not change from run to run; the model
-answers at temperature 0, and the console's clock is UTC (history shows local time). The Health
-screen shows a recorded hot box (tests/fixtures/console/hot_box_telemetry.json): this VM has no
-temperature sensor. Cursor blink and the pollers are frozen before each picture. The 80x24 pictures of docs/operators.md are
+answers at temperature 0, and the console's clock is UTC (history shows local time). The screens
+of the plant's documents (an answer citing them, a refusal, Documents and one passage) run
+against a second daemon with documents imported (tests/console_pilot.py), so the first keeps
+plain chat. The Health screen shows a recorded hot box
+(tests/fixtures/console/hot_box_telemetry.json): this VM has no temperature sensor. Cursor blink
+and the pollers are frozen before each picture. The 80x24 pictures of docs/operators.md are
 copies of these snapshots (`make pictures`); a test keeps them equal.
 
 Update after a deliberate change: `.venv/bin/python -m pytest tests/test_console_snapshots.py
@@ -29,14 +32,20 @@ from textual.widgets import Input
 
 from appliance.client import ApplianceClient
 from appliance.console.app import ConsoleApp, HealthChanged
+from appliance.console.documents import DocumentsScreen
 from appliance.console.health import HealthScreen, TelemetryArrived, telemetry_from
 from appliance.console.i18n import LANGUAGES, Strings
-from tests.conftest import ROOT, GembaHome, _make_home, clock_in
-from tests.console_pilot import run_closing, screen_text, wait_for
+from appliance.console.passage import PassageScreen
+from appliance.console.sources import Sources
+from tests.conftest import ROOT, GembaHome, clock_in, make_home
+from tests.console_pilot import import_plant_documents, run_closing, screen_text, wait_for
 
 pytestmark = pytest.mark.model
 
-SCREENS = ("login", "ask", "task", "history", "health", "help")
+SCREENS = ("login", "ask", "task", "history", "health", "help", "cited", "refusal", "documents",
+           "passage")
+DOCUMENT_SCREENS = ("cited", "refusal", "documents", "passage")
+"""Run against the daemon with the plant's documents."""
 SIZES = {"80x24": (80, 24), "120x40": (120, 40)}
 OPERATOR = "Li Wei"
 ASKER = "Wang Fang"
@@ -47,9 +56,21 @@ QUESTIONS = {
     "zh": "3号冲床的报警 E-104 是什么意思？",
     "ja": "3号プレスのアラーム E-104 は何ですか？",
 }
+CITED = {  # answered from the plant documents, with their sources
+    "en": "How do I apply the locks?",
+    "zh": "报警 P-22 是什么意思？",
+    "ja": "異常音がしたらどうしますか？",
+}
+REFUSED = {  # no document has that code: refused, with the nearest documents
+    "en": "What does lockout code L-77 on the disconnect mean?",
+    "zh": "泵的报警 P-99 是什么意思？",
+    "ja": "ベルトのアラーム C-77 の意味は？",
+}
+SEARCHES = {"en": "machine", "zh": "泵", "ja": "ベルト"}
 SNAPSHOTS = ROOT / "tests/__snapshots__/test_console_snapshots"
 PICTURES = ROOT / "docs/pictures"
-DOC_PICTURES = [(s, "en") for s in SCREENS] + [("ask", "zh"), ("health", "ja")]
+DOC_PICTURES = [(s, "en") for s in SCREENS] + [("ask", "zh"), ("health", "ja"),
+                                               ("documents", "zh")]
 
 
 @pytest.fixture(autouse=True)
@@ -62,7 +83,7 @@ def utc_clock() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def snap_home(tmp_path_factory: pytest.TempPathFactory, netguard_log: Path) -> Iterator[GembaHome]:
     """A daemon whose history holds one question per language, dated to fixed times."""
-    home = _make_home(tmp_path_factory.mktemp("snapshots") / "gemba", netguard_log)
+    home = make_home(tmp_path_factory.mktemp("snapshots") / "gemba", netguard_log)
     home.start_daemon()
     for lang in LANGUAGES:
         body = {"messages": [{"role": "user", "content": QUESTIONS[lang]}], "max_tokens": 40,
@@ -75,6 +96,25 @@ def snap_home(tmp_path_factory: pytest.TempPathFactory, netguard_log: Path) -> I
                        [stamp, stamp, conversation_id])
     yield home
     home.stop_all()
+
+
+@pytest.fixture(scope="module")
+def docs_home(tmp_path_factory: pytest.TempPathFactory,
+              netguard_log: Path) -> Iterator[GembaHome]:
+    """A daemon with the plant's documents imported, for the screens that show them."""
+    root = tmp_path_factory.mktemp("snapshot-documents")
+    home = make_home(root / "gemba", netguard_log)
+    home.start_daemon()
+    import_plant_documents(home, root / "documents")
+    yield home
+    home.stop_all()
+
+
+def _home(request: pytest.FixtureRequest, screen: str) -> GembaHome:
+    """The daemon a screen's picture is taken against (started only when a test needs it)."""
+    home = request.getfixturevalue("docs_home" if screen in DOCUMENT_SCREENS else "snap_home")
+    assert isinstance(home, GembaHome)
+    return home
 
 
 def _app(home: GembaHome, screen: str, lang: str) -> ConsoleApp:
@@ -123,6 +163,23 @@ async def _open(pilot: Pilot[Any], screen: str, lang: str) -> None:
                      and health_screen.shown.figures[0].value is not None, "the recording")
     elif screen == "help":
         await pilot.press("f1")
+    elif screen in ("cited", "refusal"):
+        app.query_one("#question", Input).value = (CITED if screen == "cited" else REFUSED)[lang]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.query(".answer")) == 1 and not app.answering
+                       and bool(app.ask_screen.query(Sources)), "the answer and its sources")
+    elif screen in ("documents", "passage"):
+        await pilot.press("f10")
+        documents = app.screen
+        assert isinstance(documents, DocumentsScreen)
+        documents.query_one("#documents-search", Input).value = SEARCHES[lang]
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: documents.query_one("#documents-list").option_count > 0,
+                       "the search results")
+        if screen == "passage":
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: isinstance(app.screen, PassageScreen)
+                           and app.screen.shown is not None, "the passage")
     if screen != "health":
         app.workers.cancel_group(app, "health")
     for box in app.screen.query(Input):
@@ -133,9 +190,9 @@ async def _open(pilot: Pilot[Any], screen: str, lang: str) -> None:
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("screen", SCREENS)
-def test_screen_snapshot(snap_home: GembaHome, snap_compare: Any, screen: str, lang: str,
-                         size: str) -> None:
-    app = _app(snap_home, screen, lang)
+def test_screen_snapshot(request: pytest.FixtureRequest, snap_compare: Any, screen: str,
+                         lang: str, size: str) -> None:
+    app = _app(_home(request, screen), screen, lang)
     try:
         assert snap_compare(app, terminal_size=SIZES[size],
                             run_before=lambda pilot: _open(pilot, screen, lang))
@@ -160,16 +217,17 @@ def _run(home: GembaHome, screen: str, lang: str, size: tuple[int, int],
 
 @pytest.mark.parametrize("lang", LANGUAGES)
 @pytest.mark.parametrize("screen", SCREENS)
-def test_nothing_is_clipped_at_80x24(snap_home: GembaHome, screen: str, lang: str) -> None:
-    lines, _ = _run(snap_home, screen, lang, (80, 24))
+def test_nothing_is_clipped_at_80x24(request: pytest.FixtureRequest, screen: str,
+                                     lang: str) -> None:
+    lines, _ = _run(_home(request, screen), screen, lang, (80, 24))
     t = Strings(lang)
     text = "\n".join(lines)
     assert all(cell_len(line) == 80 for line in lines), "wide characters keep rows aligned"
     footer = lines[-1]
     # Signing in, only quitting works; everywhere else every key is shown, in full.
     keys = ("key.quit",) if screen == "login" else (
-        "key.help", "key.ask", "key.history", "key.health", "key.signout", "key.cancel",
-        "key.quit")
+        "key.help", "key.ask", "key.history", "key.health", "key.documents", "key.signout",
+        "key.back" if screen == "passage" else "key.cancel", "key.quit")
     for key in keys:
         assert t(key) in footer, f"footer lost {t(key)!r}: {footer!r}"
     status = lines[0]
@@ -186,12 +244,21 @@ def test_nothing_is_clipped_at_80x24(snap_home: GembaHome, screen: str, lang: st
         for name in ("cpu_temp_c", "mem_available_bytes", "tok_per_s"):
             assert t(f"health.{name}") in text
         assert "63.1 °C" in text and t("severity.careful") in text
+    if screen == "cited":
+        assert t("sources.title") in text and "[1] " in text
+    if screen == "refusal":
+        assert t("refusal.none") in text and t("sources.nearest") in text
+    if screen == "documents":
+        assert t("documents.title") in text and " · rev " in text
+    if screen == "passage":
+        assert t("passage.heading") in text and t("passage.revision", value="") in text
 
 
 @pytest.mark.parametrize("screen", SCREENS)
-def test_every_cell_reads_on_a_16_colour_terminal(snap_home: GembaHome, screen: str) -> None:
+def test_every_cell_reads_on_a_16_colour_terminal(request: pytest.FixtureRequest,
+                                                  screen: str) -> None:
     """Downgraded to the 16 ANSI colours, no text lands on its own background colour."""
-    _, segments = _run(snap_home, screen, "en", (80, 24))
+    _, segments = _run(_home(request, screen), screen, "en", (80, 24))
     unreadable = []
     for text, style in segments:
         if not text.strip() or style is None or style.color is None or style.bgcolor is None:

@@ -15,7 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from appliance.client import ApplianceClient
+from appliance.console.app import ConsoleApp
 from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
+from tests.console_pilot import run_closing, screen_text, wait_for
 
 pytestmark = pytest.mark.model
 
@@ -178,3 +181,19 @@ def test_a_burst_beyond_the_queue_bound_is_told_to_retry_and_running_answers_fin
         assert refused.json()["error"]["type"] == "busy"
     for answered in (r for r in results if r.status_code == 200):
         assert answered.json()["choices"][0]["finish_reason"] == "length"
+
+
+def test_the_console_status_line_warns_the_operator_when_storage_is_nearly_full(
+        gemba_home: GembaHome) -> None:
+    gemba_home.write_config(gemba_home.config_file.read_text().replace(
+        "[daemon]\n", "[daemon]\ndisk_warning_bytes = 1000000000000000\n"))
+    gemba_home.start_daemon()
+    client = ApplianceClient(gemba_home.url, client_kind="console")
+    app = ConsoleApp(client, "smollm2-135m-instruct-q4_1", operator="W1", lang="zh")
+
+    async def scenario() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: "存储空间将满" in screen_text(pilot.app),
+                           "the storage warning on the status line", 30)
+
+    run_closing(client, scenario)

@@ -1,86 +1,49 @@
-"""Gemba operator console: ask a question, read the answer as it streams, Escape cancels."""
+"""Gemba operator console: the app around the screens. It owns the keys, the status line, the
+daemon's health and who is signed in; the Ask screen (ask.py) asks and streams the answers."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
-from textual import events, on, work
-from textual.app import App, ComposeResult
+from textual import on, work
+from textual.app import App
 from textual.binding import Binding, BindingsMap
-from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Static
+from textual.widgets import Button
 from textual.worker import get_current_worker
 
-from appliance.client import ApplianceClient, Done, Started, Text
+from appliance.client import ApplianceClient
 from appliance.config import Paths, Settings
+from appliance.console.ask import AskScreen
+from appliance.console.documents import DocumentsScreen
 from appliance.console.health import HealthScreen
 from appliance.console.i18n import Strings
 from appliance.console.login import LoginScreen, valid_operator
 from appliance.console.screens import HelpScreen, HistoryScreen
 from appliance.console.status import StatusLine
-from appliance.console.tasks import TASKS, TaskForm
-from appliance.console.text import clean
+from appliance.console.tasks import TASKS, Task, TaskForm
 from appliance.console.theme import ISA101
-from appliance.errors import GembaError, RequestError
-
-
-class _AnswerMessage(Message):
-    """From the worker streaming question number `ask`; a question withdrawn or replaced since
-    then has a lower number, and its late messages are dropped."""
-
-    def __init__(self, ask: int) -> None:
-        super().__init__()
-        self.ask = ask
-
-
-class AnswerStarted(_AnswerMessage):
-    """The daemon took the question: from here on Esc stops generation, not a queued wait."""
-
-
-class AnswerText(_AnswerMessage):
-    def __init__(self, ask: int, text: str) -> None:
-        super().__init__(ask)
-        self.text = text
-
-
-class AnswerEnded(_AnswerMessage):
-    # A plain class like its siblings: Message.__init__ calls __post_init__, so a dataclass
-    # whose __post_init__ calls super().__init__() recursed and the answer never ended.
-    def __init__(self, ask: int, finish_reason: str, conversation_id: int | None) -> None:
-        super().__init__(ask)
-        self.finish_reason = finish_reason
-        self.conversation_id = conversation_id
-
-
-class AnswerFailed(_AnswerMessage):
-    def __init__(self, ask: int, question: str, message: str) -> None:
-        super().__init__(ask)
-        self.question = question
-        self.message = message
+from appliance.errors import RequestError
 
 
 class HealthChanged(Message):
     """The daemon's state as the status line shows it; a newer one replaces an unread one."""
 
-    def __init__(self, state: str, severity: str, detail: str = "") -> None:
+    def __init__(self, state: str, severity: str, detail: str = "",
+                 storage_low: bool = False) -> None:
         super().__init__()
         self.state = state
         self.severity = severity
         self.detail = detail
+        self.storage_low = storage_low
+        """The appliance's disk is nearly full: answers will soon not be stored."""
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, HealthChanged)
 
 
-W = TypeVar("W", bound=Widget)
-FRAME_S = 0.1
-"""The answer is redrawn at most this often while it streams: 10 frames a second read smoothly,
-and each redraw wraps the whole answer (bench/console.py measures what it costs the engine)."""
 _KNOWN_STATES = {"loading", "ready", "answering", "throttled", "restarting", "offline", "failed"}
 
 
@@ -114,28 +77,27 @@ class ConsoleApp(App[None]):
         self.kiosk = kiosk
         self.restart = restart
         self.t = Strings(lang)
-        self.answering = False
-        self._asked = 0
-        """Questions sent so far: the number of the one being answered."""
-        self._started = False
-        """Whether the daemon has taken the current question (it may wait in its queue)."""
-        self._answer: Static | None = None
-        self._answer_raw = ""
-        """As the model wrote it: an escape sequence may be split across tokens."""
-        self._drawn_at = 0.0
-        self._draw_pending = False
-        self._follow = True
-        """Keep the newest text in view; off once the operator scrolls up to read."""
         self._local_state: str | None = None
         self._engine_state, self._severity, self._detail = "ready", "ok", ""
+        self._storage_low = False
         self.register_theme(ISA101)
         self.theme = ISA101.name
         self._bindings = BindingsMap(self._keys())
 
+    def get_default_screen(self) -> Screen[None]:
+        return AskScreen(self.client, self.t, self._set_state, self.operator, self.temperature,
+                         self.max_tokens)
+
     @property
-    def _answer_text(self) -> str:
-        """The answer so far as the screen may show it."""
-        return clean(self._answer_raw)
+    def ask_screen(self) -> AskScreen:
+        """The Ask screen, at the bottom of the stack even while another screen is in front."""
+        screen = self.screen_stack[0]
+        assert isinstance(screen, AskScreen)
+        return screen
+
+    @property
+    def answering(self) -> bool:
+        return self.ask_screen.answering
 
     def _keys(self) -> list[Binding]:
         """Exactly these keys, in the operator's language (Textual's defaults would hide ours)."""
@@ -144,6 +106,7 @@ class ConsoleApp(App[None]):
             Binding("f2", "show_ask", self.t("key.ask"), key_display="F2"),
             Binding("f3", "show_history", self.t("key.history"), key_display="F3"),
             Binding("f4", "show_health", self.t("key.health"), key_display="F4"),
+            Binding("f10", "show_documents", self.t("key.documents"), key_display="F10"),
             # The task keys are on the Ask screen's buttons; the footer has no room for them.
             *(Binding(task.key, f"task('{name}')", self.t(f"key.{name}"), show=False)
               for name, task in TASKS.items()),
@@ -155,27 +118,15 @@ class ConsoleApp(App[None]):
                                 key_display="Ctrl+Q"))
         return keys
 
-    def compose(self) -> ComposeResult:
-        yield StatusLine(classes="status")
-        yield Static(self.t("banner.offline"), id="banner", markup=False)
-        yield VerticalScroll(id="transcript")
-        with Horizontal(id="tasks"):
-            for name, task in TASKS.items():
-                yield Button(f"{task.key.upper()} {self.t(f'key.{name}')}", id=f"task-{name}",
-                             compact=True)
-        yield Input(placeholder=self.t("placeholder"), id="question")
-        yield Footer()
-
     def on_mount(self) -> None:
-        self.query_one("#banner").display = False
         self.watch_health()
         if self.operator is None:
             self.push_screen(LoginScreen(self.t), self._signed_in)
 
     def _signed_in(self, operator: str | None) -> None:
-        self.operator = operator
+        self.operator = self.ask_screen.operator = operator
         self.refresh_status()
-        self._ask("#question", Input).focus()
+        self.ask_screen.focus_question()
 
     def _status_model(self) -> str:
         return self.t("status", model=self.model_id)
@@ -185,6 +136,8 @@ class ConsoleApp(App[None]):
         text = " | " + self.t.state(state)
         if self._severity != "ok":
             text += " | " + self.t("severity", severity=self.t(f"severity.{self._severity}"))
+        if self._storage_low:
+            text += " | " + self.t("status.storage")
         if self.operator:
             text += " | " + self.t("status.operator", operator=self.operator)
         return text
@@ -194,7 +147,8 @@ class ConsoleApp(App[None]):
         model, state = self._status_model(), self._status()
         for screen in self.screen_stack:
             for line in screen.query(StatusLine):
-                line.show(model, state, self._severity)
+                line.show(model, state, "warning" if self._storage_low and self._severity == "ok"
+                          else self._severity)
 
     def _set_state(self, state: str | None) -> None:
         """A state of the console itself (answering, cancelling, error); None: the engine's."""
@@ -223,7 +177,8 @@ class ConsoleApp(App[None]):
                 state = state if state in _KNOWN_STATES and state != "answering" else "ready"
                 severity = (health.get("governor") or {}).get("severity", "ok")
             detail = (health or {}).get("detail") or ""
-            self.post_message(HealthChanged(state, severity, detail))
+            storage_low = bool(((health or {}).get("storage") or {}).get("warning"))
+            self.post_message(HealthChanged(state, severity, detail, storage_low))
             time.sleep(self.HEALTH_INTERVAL_S)
 
     def _restart_daemon(self) -> None:
@@ -235,149 +190,17 @@ class ConsoleApp(App[None]):
 
     @on(HealthChanged)
     def health_changed(self, message: HealthChanged) -> None:
-        if (message.state, message.severity, message.detail) == (
-                self._engine_state, self._severity, self._detail):
+        if (message.state, message.severity, message.detail, message.storage_low) == (
+                self._engine_state, self._severity, self._detail, self._storage_low):
             return  # the same news every second: nothing to redraw
         changed = message.state != self._engine_state
         self._engine_state, self._severity = message.state, message.severity
+        self._storage_low = message.storage_low
         self._detail = message.detail
         if changed and self._local_state == "error":
             self._local_state = None  # the engine moved on: the old error no longer applies
-        banner = self.screen_stack[0].query_one("#banner", Static)
-        banner.display = message.state in ("offline", "failed")
-        if message.state == "failed":  # the reason, for the engineer the operator calls
-            banner.update(self.t("banner.failed", detail=message.detail or "?"))
-        elif message.state == "offline":
-            banner.update(self.t("banner.offline"))
+        self.ask_screen.show_connection(message.state, message.detail)
         self.refresh_status()
-
-    @on(Input.Submitted, "#question")
-    def ask(self, event: Input.Submitted) -> None:
-        question = event.value.strip()
-        if question and not self.answering:
-            event.input.value = ""
-            self.send(question)
-
-    def send(self, question: str) -> None:
-        """Show the question, lock the input and stream the answer in."""
-        self._ask("#question", Input).disabled = True
-        self.answering = True
-        transcript = self._ask("#transcript", VerticalScroll)
-        transcript.mount(Static(f"Q: {clean(question)}", classes="question", markup=False))
-        self._answer_raw = ""
-        self._follow = True
-        self._answer = Static("…", classes="answer", markup=False)
-        transcript.mount(self._answer)
-        transcript.scroll_end(animate=False)
-        self._set_state("answering")
-        self._asked += 1
-        self._started = False
-        self.stream_answer(question, self._asked)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="answer")
-    def stream_answer(self, question: str, ask: int) -> None:
-        worker = get_current_worker()
-        stream = self.client.stream_chat([{"role": "user", "content": question}],
-                                         user=self.operator, temperature=self.temperature,
-                                         max_tokens=self.max_tokens)
-        try:
-            for event in stream:
-                if worker.is_cancelled:
-                    break
-                if isinstance(event, Text):
-                    self.post_message(AnswerText(ask, event.text))
-                elif isinstance(event, Done):
-                    self.post_message(AnswerEnded(ask, event.finish_reason,
-                                                  event.gemba.get("conversation_id")))
-                    return
-                elif isinstance(event, Started):
-                    self.post_message(AnswerStarted(ask))
-            self.post_message(AnswerEnded(ask, "cancelled", None))
-        except GembaError as error:
-            self.post_message(AnswerFailed(ask, question,
-                                           self.t.failure(error.kind, error.message)))
-        except Exception as error:  # noqa: BLE001 - the console must never stay locked
-            self.post_message(AnswerFailed(ask, question, self.t(
-                "error.unexpected", kind=type(error).__name__)))
-        finally:
-            stream.close()  # closing the stream tells the daemon to stop generating
-
-    def _current(self, message: _AnswerMessage) -> bool:
-        return message.ask == self._asked and self.answering
-
-    @on(AnswerStarted)
-    def answer_started(self, message: AnswerStarted) -> None:
-        if self._current(message):
-            self._started = True
-
-    @on(AnswerText)
-    def show_text(self, message: AnswerText) -> None:
-        if self._answer is None or not self._current(message):
-            return
-        self._answer_raw += message.text
-        # At most one redraw per frame: each one cleans and wraps the whole answer, and on a
-        # 2-core box every CPU second spent drawing is one the engine does not get.
-        wait = self._drawn_at + FRAME_S - time.monotonic()
-        if wait <= 0:
-            self._draw_answer()
-        elif not self._draw_pending:
-            self._draw_pending = True
-            self.set_timer(wait, self._draw_answer)
-
-    def _draw_answer(self) -> None:
-        self._draw_pending = False
-        self._drawn_at = time.monotonic()
-        if self._answer is not None:
-            self._show_answer(self._answer_text)
-
-    def _show_answer(self, text: str) -> None:
-        """Update the answer; follow it only if the operator has not scrolled up to read."""
-        assert self._answer is not None
-        transcript = self._ask("#transcript", VerticalScroll)
-        # Decided by what the operator did, not by the scroll position: while tokens stream,
-        # the position lags the layout and would drop the answer out of view.
-        # (Focus says nothing: a disabled question box hands focus to the transcript.)
-        self._answer.update(text)
-        if self._follow:
-            self.call_after_refresh(transcript.scroll_end, animate=False)
-
-    @on(AnswerEnded)
-    def answer_ended(self, message: AnswerEnded) -> None:
-        if not self._current(message):
-            return
-        notes = {"cancelled": self.t("note.cancelled"), "length": self.t("note.length")}
-        text = self._answer_text + notes.get(message.finish_reason, "")
-        if self._answer is not None and text:
-            self._show_answer(text)
-        self._finish("ready")
-
-    @on(AnswerFailed)
-    def answer_failed(self, message: AnswerFailed) -> None:
-        if not self._current(message):
-            return
-        if self._answer is not None:
-            # What was already written stays readable above the error.
-            error = self.t("error.answer", message=message.message)
-            text = self._answer_text
-            self._show_answer(f"{text}\n{error}" if text else error)
-            self._answer.add_class("error")
-        self._finish("error")
-        self._ask("#question", Input).value = message.question
-
-    def _finish(self, state: str) -> None:
-        self.answering = False
-        self._answer = None
-        question = self._ask("#question", Input)
-        question.disabled = False
-        question.focus()
-        self._set_state(state)
-
-    def on_mouse_scroll_up(self) -> None:
-        self._follow = False  # the operator scrolled back to read: stop pulling the view down
-
-    def _ask(self, selector: str, kind: type[W]) -> W:
-        """A widget of the Ask screen, even while Help or History is in front of it."""
-        return self.screen_stack[0].query_one(selector, kind)
 
     def action_show_help(self) -> None:
         self._show(HelpScreen(self.t))
@@ -388,9 +211,12 @@ class ConsoleApp(App[None]):
     def action_show_health(self) -> None:
         self._show(HealthScreen(self.client, self.t))
 
+    def action_show_documents(self) -> None:
+        self._show(DocumentsScreen(self.client, self.t))
+
     def action_show_ask(self) -> None:
         self._to_ask()
-        self._ask("#question", Input).focus()
+        self.ask_screen.focus_question()
 
     def _to_ask(self) -> None:
         while len(self.screen_stack) > 1:
@@ -406,11 +232,14 @@ class ConsoleApp(App[None]):
             self.notify(self.t("busy"), severity="warning")
             return
         self._to_ask()
-        self.push_screen(TaskForm(TASKS[name], self.t), self._task_done)
+        task = TASKS[name]
+        self.push_screen(TaskForm(task, self.t), lambda prompt: self._task_done(task, prompt))
 
-    def _task_done(self, prompt: str | None) -> None:
+    def _task_done(self, task: Task, prompt: str | None) -> None:
         if prompt and not self.answering:
-            self.send(prompt)
+            # A handover note is composed from what the operator typed: the plant documents
+            # have nothing to check it against, so it is not sent through their gate.
+            self.ask_screen.send(prompt, knowledge=None if task.grounded else "off")
 
     @on(Button.Pressed, "#tasks Button")
     def task_button(self, event: Button.Pressed) -> None:
@@ -420,8 +249,8 @@ class ConsoleApp(App[None]):
         self._to_ask()
         if self.answering:
             self.action_cancel()  # the answer is kept in history, marked cancelled
-        self._ask("#transcript", VerticalScroll).remove_children()  # the next one starts clean
-        self.operator = None
+        self.ask_screen.clear()  # the next one starts clean
+        self.operator = self.ask_screen.operator = None
         self.refresh_status()
         self.push_screen(LoginScreen(self.t), self._signed_in)
 
@@ -430,15 +259,7 @@ class ConsoleApp(App[None]):
         if not self.answering:
             self.action_show_ask()
             return
-        self.workers.cancel_group(self, "answer")
-        if self._started:
-            self._set_state("cancelling")  # the daemon's last event ends it, partial text kept
-            return
-        # Still waiting for its turn (a hot box, other consoles): withdraw it now rather than
-        # when the turn comes. The worker stops the daemon's job once it is taken.
-        if self._answer is not None:
-            self._show_answer(self.t("note.withdrawn"))
-        self._finish("ready")
+        self.ask_screen.cancel()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """The one gate for keys: a kiosk never quits, and while someone signs in only the
@@ -446,13 +267,6 @@ class ConsoleApp(App[None]):
         if action == "quit":
             return not self.kiosk
         return not isinstance(self.screen, LoginScreen)
-
-    def on_key(self, event: events.Key) -> None:
-        # Reading back by keyboard (gloves, no mouse) stops the view following the answer too.
-        if event.key in ("pageup", "up", "home", "ctrl+home"):
-            self._follow = False
-        elif event.key in ("end", "ctrl+end"):
-            self._follow = True
 
 
 def run_console(settings: Settings, paths: Paths, url: str | None, lang: str | None,

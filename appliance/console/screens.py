@@ -1,5 +1,6 @@
-"""The console's other screens, one task each: Help (F1) and History (F3). Ask is the main one;
-Health (F4) is in health.py, the task forms in tasks.py, sign-in in login.py.
+"""The console's other screens, one task each: Help (F1) and History (F3). Ask, the main one, is
+in ask.py; Health (F4) in health.py, Documents (F10) in documents.py, one passage in full in
+passage.py, the task forms in tasks.py, sign-in in login.py.
 
 They are clients too: history comes from the daemon's API, never from SQLite.
 """

@@ -1,5 +1,9 @@
 """The operator's common jobs as short forms (F5 alarm, F6 next step, F7 handover) that build the
 question for them, in their language. `build_prompt` is pure; `TaskForm` only collects fields.
+
+An alarm or a procedure step is a question about the plant's documents and goes through their
+gate like any question; a handover note is composed from what the operator typed, so it is sent
+without them (and its answer says it was not checked against them).
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ class Task:
     fields: tuple[str, ...]
     """Field names, in the order the form asks for them."""
     required: tuple[str, ...]
+    grounded: bool = True
+    """Answered from the plant documents (cited, or refused without a basis); False: the model
+    alone, with the plant documents off."""
 
 
 TASKS = {
     "alarm": Task("alarm", "f5", ("code", "machine", "notes"), ("code",)),
     "step": Task("step", "f6", ("procedure", "machine", "notes"), ("procedure",)),
-    "handover": Task("handover", "f7", ("machine", "notes"), ("notes",)),
+    "handover": Task("handover", "f7", ("machine", "notes"), ("notes",), grounded=False),
 }
 
 
