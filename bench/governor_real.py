@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -29,33 +27,18 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.daemon import free_port, start_daemon  # noqa: E402 - bench/ is not on sys.path
+
 BOX = "ambient_c=40,r_c_per_w=4,c_j_per_c=3.75,idle_w=1,load_w=10,full_tok_per_s=80"
 LIMITS = {"cpu_careful_c": 55, "cpu_warning_c": 65, "cpu_critical_c": 75}
 PROMPT = "List the numbers from 1 to 1000 separated by commas."
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
     limits = "".join(f"{k} = {v}\n" for k, v in LIMITS.items())
-    (home / "config.toml").write_text(f"[daemon]\nport = {port}\n[budgets]\n{limits}"
-                                      "sensors_expected = true\n")
-    env = {**os.environ, "GEMBA_HOME": str(home), "GEMBA_SIMULATED_THERMAL": BOX}
-    process = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["ready"]:
-                return process
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.1)
-    process.terminate()
-    raise SystemExit("the daemon did not become ready")
+    return start_daemon(home, port, f"[budgets]\n{limits}sensors_expected = true\n",
+                        {"GEMBA_SIMULATED_THERMAL": BOX})
 
 
 def _load(url: str, stop: threading.Event) -> None:
@@ -74,7 +57,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/governor_real.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        home, port = Path(folder), _free_port()
+        home, port = Path(folder), free_port()
         process = _start(home, port)
         stop = threading.Event()
         worker = threading.Thread(target=_load, args=(f"http://127.0.0.1:{port}", stop))

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,33 +28,17 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.daemon import free_port, start_daemon  # noqa: E402 - bench/ is not on sys.path
+
 KINDS = ("plain", "stream", "cancel", "drop_stream", "give_up", "bad_request")
 WEIGHTS = (30, 30, 10, 10, 10, 10)
 QUESTIONS = ("What does alarm E-104 mean?", "List three checks before starting a pump.",
              "What is a lockout tag?", "Say OK.", "List the numbers from 1 to 100.")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(home: Path, port: int) -> subprocess.Popen[bytes]:
-    (home / "config.toml").write_text(f"[daemon]\nport = {port}\nmax_queue = 16\n"
-                                      "[generation]\nmax_tokens = 24\n")
-    env = {**os.environ, "GEMBA_HOME": str(home)}
-    process = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env, cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(300):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["ready"]:
-                return process
-        except (httpx.HTTPError, ValueError, KeyError):
-            pass
-        time.sleep(0.1)
-    process.terminate()
-    raise SystemExit("the daemon did not become ready")
+    return start_daemon(home, port, "max_queue = 16\n[generation]\nmax_tokens = 24\n")
 
 
 class Sampler(threading.Thread):
@@ -130,7 +112,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/soak.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        port = _free_port()
+        port = free_port()
         daemon = _start(Path(tmp), port)
         sampler = Sampler(daemon.pid)
         sampler.start()

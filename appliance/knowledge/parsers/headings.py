@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+
+from appliance.knowledge.document import Block
 
 _DIGITS = "0-9０-９"
 _NUMBERED = re.compile(
@@ -133,3 +135,16 @@ def _neighbour(lines: Sequence[Line], index: int, step: int,
             return None
         position += step
     return None
+
+
+def sectioned_blocks(lines: Sequence[Line],
+                     tidy: Callable[[str], str] = lambda text: text) -> list[Block]:
+    """The paragraphs of `lines` as blocks, each under the numbered headings above it."""
+    section = SectionPath()
+    blocks: list[Block] = []
+    for item in walk_lines(lines):
+        if isinstance(item, Heading):
+            section.enter(item.level, item.text)
+        else:
+            blocks.append(Block(tidy(item.text), section.current, item.page))
+    return blocks

@@ -7,9 +7,9 @@ import threading
 import unicodedata
 from typing import Any
 
-from appliance.knowledge.document import Block, ParsedDocument
+from appliance.knowledge.document import ParsedDocument
 from appliance.knowledge.parsers.cleaning import clean_text, join_cjk_lines
-from appliance.knowledge.parsers.headings import Heading, Line, SectionPath, walk_lines
+from appliance.knowledge.parsers.headings import Line, sectioned_blocks
 from appliance.knowledge.parsers.names import file_stem
 from appliance.knowledge.parsers.refusals import damaged, empty, encrypted, no_text
 
@@ -30,13 +30,7 @@ def parse_pdf(name: str, data: bytes, locale: str) -> ParsedDocument:
         raise no_text(name, len(page_texts))
     lines = [Line(line, number) for number, text in enumerate(page_texts, 1)
              if number not in flagged for line in clean_text(text).split("\n")]
-    section = SectionPath()
-    blocks: list[Block] = []
-    for item in walk_lines(lines):
-        if isinstance(item, Heading):
-            section.enter(item.level, item.text)
-        else:
-            blocks.append(Block(join_cjk_lines(item.text), section.current, item.page))
+    blocks = sectioned_blocks(lines, join_cjk_lines)
     if flagged:
         listed = ", ".join(str(number) for number in flagged)
         warnings.append(f"{name}: page(s) {listed} of {len(page_texts)} have no readable text "

@@ -7,7 +7,7 @@ import re
 from appliance.knowledge.document import Block, ParsedDocument
 from appliance.knowledge.parsers.cleaning import clean_text
 from appliance.knowledge.parsers.encodings import decode_text
-from appliance.knowledge.parsers.headings import Heading, Line, SectionPath, walk_lines
+from appliance.knowledge.parsers.headings import Line, SectionPath, sectioned_blocks
 from appliance.knowledge.parsers.names import file_stem
 
 _ATX = re.compile(r"^ {0,3}(?P<marks>#{1,6})(?:[ \t]+(?P<title>.*?))?(?:[ \t]+#+)?[ \t]*$")
@@ -49,13 +49,7 @@ def parse_markdown(name: str, data: bytes, locale: str) -> ParsedDocument:
 def parse_text(name: str, data: bytes, locale: str) -> ParsedDocument:
     text, encoding = decode_text(data, locale, name=name)
     lines = [Line(line) for line in clean_text(text).split("\n")]
-    section = SectionPath()
-    blocks: list[Block] = []
-    for item in walk_lines(lines):
-        if isinstance(item, Heading):
-            section.enter(item.level, item.text)
-        else:
-            blocks.append(Block(item.text, section.current))
+    blocks = sectioned_blocks(lines)
     first_line = next((line.text for line in lines if line.text.strip()), "")
     title = first_line if 0 < len(first_line) <= MAX_TITLE_CHARS else file_stem(name)
     return ParsedDocument(title, tuple(blocks), "text", encoding)
