@@ -204,3 +204,26 @@ def test_unknown_conversation_is_404_with_the_error_shape(daemon: GembaHome) -> 
     response = httpx.get(f"{daemon.url}/v1/appliance/conversations/999999")
     assert response.status_code == 404
     assert response.json()["error"]["type"] == "not_found"
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/appliance/conversations/100000000000000000000", None),
+    ("/v1/appliance/conversations/9223372036854775808", None),
+    ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                              "conversation_id": 10**20}),
+    ("/v1/chat/completions", "[" * 100_000 + "]" * 100_000),
+    ("/v1/appliance/passages/100000000000000000000", None),
+])
+def test_huge_ids_and_deep_nesting_get_4xx_never_500(daemon: GembaHome, path: str,
+                                                     body: Any) -> None:
+    """FAULTS.md 3, 7, 8: an id past SQLite's integers or JSON nested past Python's recursion
+    limit is the client's mistake, answered as such."""
+    url = f"{daemon.url}{path}"
+    if body is None:
+        response = httpx.get(url, timeout=10)
+    else:
+        content = body if isinstance(body, str) else json.dumps(body)
+        response = httpx.post(url, content=content, timeout=10,
+                              headers={"Content-Type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"]["message"]

@@ -49,6 +49,12 @@ def create_app(service: ChatService, settings: Settings,
         return _error(exc.status_code, kinds.get(exc.status_code, "http_error"), str(exc.detail),
                       "see docs/api.md for the routes")
 
+    @app.exception_handler(OverflowError)
+    async def out_of_range(_: Request, exc: OverflowError) -> JSONResponse:
+        # SQLite takes 64-bit integers; a bigger number in a request is the client's mistake.
+        return _error(400, "invalid_request", f"a number in the request is out of range: {exc}",
+                      "numbers and ids must fit in 64 bits")
+
     @app.exception_handler(_ClientGone)
     async def client_gone(_: Request, __: _ClientGone) -> Response:
         return Response(status_code=499)  # nginx's "client closed request"; nobody reads it

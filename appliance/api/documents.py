@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from appliance.chat import ChatService
 from appliance.config import KnowledgeSettings
-from appliance.errors import RequestError
+from appliance.errors import NotFound, RequestError
 from appliance.knowledge import library
 from appliance.knowledge.document import ImportRefused
 from appliance.knowledge.search import search
@@ -67,6 +67,8 @@ def documents_router(service: ChatService, knowledge: KnowledgeSettings) -> APIR
 
     @router.get("/v1/appliance/passages/{passage_id}")
     async def show_passage(passage_id: int) -> dict[str, Any]:
+        if not 1 <= passage_id < 2**63:
+            raise NotFound(f"passage {passage_id} does not exist", "search again")
         return library.passage(service.db, passage_id)
 
     return router
