@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -252,6 +253,22 @@ def _pane(socket: str, history: bool = False) -> str:
     return _tmux(socket, "capture-pane", "-p", *start, "-t", "console").stdout
 
 
+@contextmanager
+def terminal(script: Path) -> Iterator[str]:
+    """`script` running in a real 80x24 terminal (a tmux session); yields the tmux socket name,
+    and ends the session and its left-behind socket file afterwards."""
+    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
+                        str(script))
+        assert started.returncode == 0, started.stderr
+        yield socket
+    finally:
+        _tmux(socket, "kill-server")
+        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+        (tmux_dir / socket).unlink(missing_ok=True)  # this tmux leaves its socket file behind
+
+
 def _wait_pane(socket: str, condition: Callable[[str], bool], what: str,
                timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
@@ -300,11 +317,7 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
     exit_file = tmp_path / "console.exit"
     script = _console_script(gemba_home, tmp_path,
                              f"echo $? > {shlex.quote(str(exit_file))}\n")
-    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
-                        str(script))
-        assert started.returncode == 0, started.stderr
+    with terminal(script) as socket:
         # Keep the pane after the console exits, to see what it left in the terminal.
         _tmux(socket, "set-option", "-t", "console", "remain-on-exit", "on")
         # The first run starts the daemon in this home, then opens the TUI.
@@ -331,10 +344,6 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
                    10)
         before_tui = _pane(socket, history=True)
         assert "Starting the Gemba appliance daemon" in before_tui, before_tui
-    finally:
-        _tmux(socket, "kill-server")
-        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
-        (tmux_dir / socket).unlink(missing_ok=True)  # this tmux leaves its socket file behind
 
     asked = [row for row in gemba_home.history() if row["title"] == question]
     assert asked and asked[0]["operator"] == "Wang Fang", "stored with who asked"
@@ -358,15 +367,11 @@ def test_kiosk_console_in_a_real_terminal_in_each_language(gemba_home: GembaHome
                             "[generation]\ntemperature = 0.0\n"
                             f"[console]\nkiosk = true\nlang = \"{lang}\"\n")
     script = _console_script(gemba_home, tmp_path)
-    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with terminal(script) as socket:
 
-    def keys(*args: str) -> None:
-        _tmux(socket, "send-keys", "-t", "console", *args)
+        def keys(*args: str) -> None:
+            _tmux(socket, "send-keys", "-t", "console", *args)
 
-    try:
-        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
-                        str(script))
-        assert started.returncode == 0, started.stderr
         _wait_pane(socket, lambda p: t("login.prompt") in p, "the sign-in form", 180)
         keys("-l", name)
         keys("Enter")
@@ -405,10 +410,6 @@ def test_kiosk_console_in_a_real_terminal_in_each_language(gemba_home: GembaHome
             assert t("history.search") in pane, f"a kiosk console quit on {key}:\n{pane}"
         keys("F2")  # and it still answers keys: not stopped in the background by Ctrl+Z
         _wait_pane(socket, lambda p: t("placeholder") in p, "the Ask screen after the keys", 10)
-    finally:
-        _tmux(socket, "kill-server")
-        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
-        (tmux_dir / socket).unlink(missing_ok=True)
     asked = gemba_home.history()
     assert any(row["operator"] == name and "E-104" in row["title"] and "M3" in row["title"]
                for row in asked), asked
@@ -429,15 +430,11 @@ def test_chinese_console_in_a_real_terminal_cites_the_pump_sop_and_opens_it(
                             + "[generation]\ntemperature = 0.0\n")
     import_plant_documents(gemba_home, tmp_path / "documents")  # starts the daemon, as a user
     script = _console_script(gemba_home, tmp_path, "", "--lang", "zh")
-    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    with terminal(script) as socket:
 
-    def keys(*args: str) -> None:
-        _tmux(socket, "send-keys", "-t", "console", *args)
+        def keys(*args: str) -> None:
+            _tmux(socket, "send-keys", "-t", "console", *args)
 
-    try:
-        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
-                        str(script))
-        assert started.returncode == 0, started.stderr
         _wait_pane(socket, lambda p: t("login.prompt") in p, "the sign-in form", 120)
         keys("-l", "王芳")
         keys("Enter")
@@ -464,7 +461,3 @@ def test_chinese_console_in_a_real_terminal_cites_the_pump_sop_and_opens_it(
         keys("Escape")  # back to the answer
         _wait_pane(socket, lambda p: f"Q: {question}" in p or citation in p, "the answer again",
                    10)
-    finally:
-        _tmux(socket, "kill-server")
-        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
-        (tmux_dir / socket).unlink(missing_ok=True)

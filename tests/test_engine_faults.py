@@ -8,14 +8,13 @@ import shutil
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import LONG_ANSWER_PROMPT, GembaHome
-from tests.test_console import _tmux, _wait_pane
+from tests.test_console import _wait_pane, terminal
 
 pytestmark = pytest.mark.model
 
@@ -88,11 +87,7 @@ def test_a_model_that_cannot_load_still_opens_the_console_with_the_reason(
                       f"{shlex.quote(sys.executable)} -m appliance console --operator W1\n"
                       "echo console-exit=$?\nsleep 60\n", encoding="utf-8")
     script.chmod(0o755)
-    socket = f"gemba-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        started = _tmux(socket, "new-session", "-d", "-s", "console", "-x", "80", "-y", "24",
-                        str(script))
-        assert started.returncode == 0, started.stderr
+    with terminal(script) as socket:
         pane = _wait_pane(socket, lambda p: "llama_context" in " ".join(p.split()),
                           "the failure's reason on the console", 120)
         assert "console-exit" not in pane, pane
@@ -101,10 +96,6 @@ def test_a_model_that_cannot_load_still_opens_the_console_with_the_reason(
         assert health is not None and health["state"] == "failed"
         assert "MiB of memory available" in health["detail"]
         assert "KV cache" in health["detail"]
-    finally:
-        _tmux(socket, "kill-server")
-        tmux_dir = Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
-        (tmux_dir / socket).unlink(missing_ok=True)
 
 
 def test_the_same_question_at_temperature_0_gets_the_same_answer_every_time(

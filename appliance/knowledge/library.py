@@ -226,10 +226,10 @@ def show_document(db: sqlite_utils.Database, key: str) -> dict[str, Any]:
     """The current revision with its passages, in reading order."""
     document_id = _document_id(db, key)
     current = [r for r in revisions(db, key) if r["current"]]
-    row = db.execute("select id from knowledge_revisions where document_id = ? and "
-                     "superseded_at is null", [document_id]).fetchone()
-    chunks = list(db.query("select id, section, page, kind, text from knowledge_chunks where "
-                           "revision_id = ? order by ord", [row[0]])) if row else []
+    chunks = list(db.query("""
+        select c.id, c.section, c.page, c.kind, c.text from knowledge_chunks c
+        join knowledge_revisions r on r.id = c.revision_id and r.superseded_at is null
+        where c.document_id = ? order by c.ord""", [document_id]))
     return {"document": _canonical_key(db, document_id), **(current[0] if current else {}),
             "passages": chunks}
 

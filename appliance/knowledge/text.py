@@ -22,7 +22,6 @@ _CJK = (
 )
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 _KANA = re.compile("[\u3040-\u30ff\u31f0-\u31ff]")
-_HIRAGANA_ONLY = re.compile("^[\u3040-\u309f]+$")
 _HIRAGANA = re.compile("[\u3040-\u309f]")
 _KATAKANA = re.compile("[\u30a0-\u30ff\u31f0-\u31ff]")
 _SCRIPT_RUN = re.compile("[\u30a0-\u30ff\u31f0-\u31ff]+|[\u3040-\u309f]+|"
@@ -176,7 +175,7 @@ def _cjk_terms(run: str) -> list[Term]:
 
 def _han_terms(run: str) -> list[Term]:
     if len(run) == 1:
-        return [] if run in _STOP_CJK or _HIRAGANA_ONLY.match(run) else [Term(run)]
+        return [] if run in _STOP_CJK else [Term(run)]  # a Han run: no hiragana in it
     pairs = []
     for i in range(len(run) - 1):
         pair = run[i:i + 2]
