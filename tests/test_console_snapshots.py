@@ -208,6 +208,9 @@ def _run(home: GembaHome, screen: str, lang: str, size: tuple[int, int],
     async def scenario() -> tuple[list[str], list[tuple[str, Any]]]:
         async with app.run_test(size=size) as pilot:
             await _open(pilot, screen, lang)
+            # The footer is redrawn when the focus moves; read the screen once it is back.
+            await wait_for(pilot, lambda: screen_text(app).split("\n")[-1].strip() != "",
+                           "the footer", 10)
             strips = app.screen._compositor.render_strips()
             return (screen_text(app).split("\n"),
                     [(seg.text, seg.style) for strip in strips for seg in strip])
