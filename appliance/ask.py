@@ -10,14 +10,12 @@ from typing import Any
 from appliance.client import ApplianceClient, Done, Started, Text
 from appliance.config import Paths, Settings
 from appliance.launcher import ensure_daemon
-from appliance.store import open_store
-from appliance.store.conversations import get_conversation
 
 CITATION_FIELDS = ("n", "document", "file", "revision", "section", "page", "text")
 
 
-def _prior_messages(paths: Paths, conversation_id: int) -> list[dict[str, str]]:
-    conversation = get_conversation(open_store(paths.db_file), conversation_id)
+def _prior_messages(client: ApplianceClient, conversation_id: int) -> list[dict[str, str]]:
+    conversation = client.conversation(conversation_id)
     return [{"role": m["role"], "content": m["content"]} for m in conversation["messages"]
             if m["role"] in ("user", "assistant") and m["content"]]
 
@@ -29,10 +27,14 @@ def run_ask(settings: Settings, paths: Paths, question: str, *,
 
     Ctrl-C closes the stream: the daemon stops generating and stores the partial answer.
     """
-    messages = _prior_messages(paths, conversation_id) if conversation_id else []
-    messages.append({"role": "user", "content": question})
     url = ensure_daemon(settings, paths, say)
     client = ApplianceClient(url, settings.daemon.api_key)
+    try:
+        messages = _prior_messages(client, conversation_id) if conversation_id else []
+    except BaseException:
+        client.close()
+        raise
+    messages.append({"role": "user", "content": question})
     pieces: list[str] = []
     result: dict[str, Any] = {"conversation_id": conversation_id, "finish_reason": None}
     sent = time.perf_counter()

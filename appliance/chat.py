@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
-from appliance.errors import Busy, EngineError, GembaError, RequestError
+from appliance.errors import Busy, EngineError, GembaError, NotReady, RequestError
 from appliance.inference.protocol import Finished, GenerationRequest, Piece, Prompt, Refused
 from appliance.inference.scheduler import Scheduler
 from appliance.inference.supervisor import EngineSupervisor
@@ -33,6 +33,7 @@ from appliance.knowledge.library import has_documents
 from appliance.knowledge.search import search
 from appliance.knowledge.text import language_of
 from appliance.store import conversations
+from appliance.store.audit import AnswerContext
 from appliance.store.db import storage_error, write_transaction
 from appliance.store.writer import StoreWriter
 
@@ -55,6 +56,17 @@ class Question:
     operator: str | None = None
     knowledge: str | None = None
     """"off" answers without the plant documents; None follows `[knowledge] mode`."""
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    json: bool = False
+    """Answer in JSON (OpenAI's response_format json_object): a grammar constrains the model."""
+
+    def generation(self, messages: tuple[dict[str, str], ...],
+                   max_tokens: int) -> GenerationRequest:
+        """What the engine is asked to do for this question with these messages."""
+        return GenerationRequest(messages, max_tokens, self.temperature, self.top_p, self.stop,
+                                 self.seed, presence_penalty=self.presence_penalty,
+                                 frequency_penalty=self.frequency_penalty, json=self.json)
 
     @property
     def text(self) -> str:
@@ -117,8 +129,11 @@ class ChatService:
     def __init__(self, db: sqlite_utils.Database, supervisor: EngineSupervisor,
                  scheduler: Scheduler, model_id: str, model_sha256: str,
                  system_prompt: str, writer: StoreWriter | None = None,
-                 knowledge_mode: str = "grounded") -> None:
+                 knowledge_mode: str = "grounded",
+                 audit: Callable[[], AnswerContext] | None = None) -> None:
         self.db = db
+        self.audit = audit
+        """The config hash and governor state each answer's audit entry records."""
         self.knowledge_mode = knowledge_mode
         self.writer = writer
         """Every write goes through it (off the event loop); reads use `db`."""
@@ -179,9 +194,8 @@ class ChatService:
             async with self.scheduler.slot():
                 if job.cancel_requested:
                     raise asyncio.CancelledError
-                request = GenerationRequest(self._messages(job.question), job.question.max_tokens,
-                                            job.question.temperature, job.question.top_p,
-                                            job.question.stop, job.question.seed)
+                request = job.question.generation(self._messages(job.question),
+                                                  job.question.max_tokens)
                 async for event in self._engine(job, request):
                     await self._on_event(job, state, event)
         except asyncio.CancelledError:
@@ -189,7 +203,7 @@ class ChatService:
             if state.grounded is not None:
                 await self._finish_grounded(job, state, "cancelled")
             else:
-                job.events.put_nowait(Failed(EngineError(job.cancel_reason,
+                job.events.put_nowait(Failed(NotReady(job.cancel_reason,
                                                          "ask again when the appliance is ready")))
         except GembaError as error:
             await self._fail(job, state, error)
@@ -263,9 +277,8 @@ class ChatService:
         async with self.scheduler.slot():
             if job.cancel_requested:
                 raise asyncio.CancelledError
-            request = GenerationRequest(messages, min(question.max_tokens, GROUNDED_MAX_TOKENS),
-                                        question.temperature, question.top_p, question.stop,
-                                        question.seed)
+            request = question.generation(messages,
+                                          min(question.max_tokens, GROUNDED_MAX_TOKENS))
             pieces, finish = [], "stop"
             async for event in self._engine(job, request):
                 if isinstance(event, Piece):
@@ -290,9 +303,13 @@ class ChatService:
         record = replace(self._record(state, finish, prompt_tokens, completion_tokens, None,
                                       None), basis=grounded.evidence.basis, citations=citations,
                          nearest=nearest)
-        message_id = await self._write(conversations.add_answer, state.conversation_id, record)
+        message_id = await self._write(conversations.add_answer, state.conversation_id, record,
+                                       self._audit_context())
         state.stored = True
         job.events.put_nowait(Answered(state.conversation_id, message_id, record))
+
+    def _audit_context(self) -> AnswerContext | None:
+        return self.audit() if self.audit is not None else None
 
     async def _write(self, write: Callable[..., T], *args: Any) -> T:
         if self.writer is None:
@@ -315,7 +332,7 @@ class ChatService:
                                   event.completion_tokens, event.ttft_s, event.tok_per_s)
             assert state.conversation_id is not None
             message_id = await self._write(conversations.add_answer, state.conversation_id,
-                                           record)
+                                           record, self._audit_context())
             state.stored = True
             job.events.put_nowait(Answered(state.conversation_id, message_id, record))
 
@@ -324,7 +341,8 @@ class ChatService:
             if state.conversation_id is not None and not state.stored:
                 # Keep what the operator already saw, marked as failed.
                 record = self._record(state, "error", None, len(state.pieces), None, None)
-                await self._write(conversations.add_answer, state.conversation_id, record)
+                await self._write(conversations.add_answer, state.conversation_id, record,
+                                  self._audit_context())
                 state.stored = True
         except GembaError as storage_failure:
             error = storage_failure

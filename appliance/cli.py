@@ -8,14 +8,18 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import asdict, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from appliance import __version__
 from appliance.config import Paths, Settings, effective_settings, load_settings
 from installer.cli import FiniteFloatRange
+
+if TYPE_CHECKING:
+    from appliance.client import ApplianceClient
 
 SQLITE_MAX_INT = 2**63 - 1  # conversation ids are SQLite integers
 
@@ -32,6 +36,15 @@ class _Context:
         if self._settings is None:
             self._settings = load_settings(self.paths.config_file)
         return self._settings
+
+    def client(self) -> ApplianceClient:
+        """A client of the local daemon, started if none runs: the daemon alone opens the
+        database, so no command migrates it under a running daemon."""
+        from appliance.client import ApplianceClient
+        from appliance.launcher import ensure_daemon
+
+        url = ensure_daemon(self.settings, self.paths, _say, until_ready=False)
+        return ApplianceClient(url, self.settings.daemon.api_key)
 
 
 pass_ctx = click.make_pass_decorator(_Context, ensure=True)
@@ -227,11 +240,11 @@ def history(click_ctx: click.Context, as_json: bool, limit: int, search: str | N
     """List past conversations, newest first."""
     if click_ctx.invoked_subcommand is not None:
         return
-    from appliance.store import open_store
-    from appliance.store.conversations import list_conversations, local_time
+    from appliance.store.conversations import local_time
 
     ctx = click_ctx.ensure_object(_Context)
-    rows = list_conversations(open_store(ctx.paths.db_file), limit, search)
+    with closing(ctx.client()) as client:
+        rows = client.conversations(limit, search)
     if as_json:
         _print_json(rows)
         return
@@ -249,10 +262,10 @@ def history(click_ctx: click.Context, as_json: bool, limit: int, search: str | N
 @pass_ctx
 def history_show(ctx: _Context, conversation_id: int, as_json: bool) -> None:
     """Show one conversation with every question and answer."""
-    from appliance.store import open_store
-    from appliance.store.conversations import get_conversation, local_time
+    from appliance.store.conversations import local_time
 
-    conversation = get_conversation(open_store(ctx.paths.db_file), conversation_id)
+    with closing(ctx.client()) as client:
+        conversation = client.conversation(conversation_id)
     if as_json:
         _print_json(conversation)
         return
@@ -320,6 +333,7 @@ def console(ctx: _Context, url: str | None, lang: str | None, operator: str | No
 def main(argv: list[str] | None = None) -> None:
     from appliance.errors import GembaError
 
+    _check_arguments(sys.argv[1:] if argv is None else argv)
     try:
         cli.main(args=argv, prog_name="gemba", standalone_mode=False)
     except click.exceptions.Abort:
@@ -340,12 +354,29 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(141)
 
 
+def _check_arguments(args: list[str]) -> None:
+    """Arguments that are not UTF-8 (a terminal set to another encoding, a pasted Shift_JIS
+    or GBK file name) arrive as lone surrogates: a usage error, not a traceback later."""
+    for n, arg in enumerate(args, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raw = arg.encode("utf-8", "surrogateescape")[exc.start:exc.start + 1]
+            _say(f"Usage: gemba ...\nError: argument {n} is not UTF-8 text: byte 0x{raw.hex()} "
+                 f"at position {exc.start} (the terminal may use another encoding)\n"
+                 "  what to do: set the terminal to UTF-8 (e.g. LANG=C.UTF-8 or ja_JP.UTF-8) "
+                 "and type the text again")
+            sys.exit(2)
+
+
 def _register_installer() -> None:
+    from appliance.audit_cli import audit
     from appliance.docs_cli import docs
     from installer.cli import install
 
     cli.add_command(install)
     cli.add_command(docs)
+    cli.add_command(audit)
 
 
 _register_installer()

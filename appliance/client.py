@@ -197,6 +197,8 @@ def _events(lines: Iterator[str]) -> Iterator[StreamEvent]:
         chunk = json.loads(payload)
         if "error" in chunk:
             raise error_from_body(200, chunk)
+        if not chunk.get("choices"):
+            continue  # OpenAI's usage-only chunk (stream_options.include_usage)
         choice = chunk["choices"][0]
         if "gemba" in chunk and choice["finish_reason"] is None:
             info = chunk["gemba"]

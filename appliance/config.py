@@ -33,11 +33,18 @@ class DaemonSettings(_Section):
     idle_timeout_s: float = Field(1800.0, ge=0, allow_inf_nan=False)
     """A daemon started by `gemba ask`/`console` stops after this many idle seconds (0: never)."""
     max_queue: int = Field(8, ge=0, le=1000)
-    """Requests that may wait for the engine; more get 503 with Retry-After."""
+    """Requests that may wait for the engine; more get 429 with Retry-After."""
     max_body_bytes: int = Field(1_000_000, ge=1024)
     """Largest request body accepted; larger ones get 413 before parsing."""
     api_key: str | None = None
     """Key clients must send as `Authorization: Bearer …` (required off loopback)."""
+    allowed_hosts: list[str] = Field(default_factory=list, max_length=64)
+    """Names or addresses clients may address the box by, besides loopback and `host`
+    (e.g. ["gemba-line3.plant.local", "192.168.10.20"]); requests to any other name get 403,
+    which stops DNS rebinding from a web page."""
+    allowed_origins: list[str] = Field(default_factory=list, max_length=64)
+    """Web front ends (scheme://host:port) whose pages may call the API from a browser;
+    empty: no cross-origin browser request is served."""
     disk_warning_bytes: int = Field(1_073_741_824, ge=0)
     """Free space on the data disk below which /healthz, `gemba status` and the console warn
     that storage is filling up (0: never); writes fail only when the disk is full."""

@@ -20,11 +20,12 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-import psutil
 import uvicorn
 
 from appliance import __version__
 from appliance.api.app import create_app
+from appliance.api.metrics import Metrics, appliance_gauges
+from appliance.audit_context import answer_context, audit_config
 from appliance.chat import ChatService
 from appliance.config import Paths, Settings
 from appliance.errors import ConfigError, GembaError
@@ -36,6 +37,7 @@ from appliance.hardware.simulated import ENV as SIMULATED_ENV
 from appliance.hardware.simulated import SimulatedSensor
 from appliance.hardware.simulated import parse as parse_simulated
 from appliance.hardware.telemetry import Sample, take_sample
+from appliance.inference.factory import engine_config
 from appliance.inference.protocol import EngineConfig
 from appliance.inference.scheduler import Scheduler
 from appliance.inference.supervisor import EngineSupervisor
@@ -44,10 +46,6 @@ from appliance.store import open_store
 from appliance.store.conversations import mark_interrupted
 from appliance.store.telemetry import TelemetryStore
 from appliance.store.writer import StoreWriter
-
-
-def default_threads() -> int:
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
 def is_loopback(host: str) -> bool:
@@ -77,18 +75,21 @@ def _prepare(settings: Settings, paths: Paths, host: str, port: int) -> Daemon:
     if not is_loopback(host) and not settings.daemon.api_key:
         raise ConfigError(f"refusing to listen on {host} without an API key",
                           f"set daemon.api_key in {paths.config_file}, or listen on 127.0.0.1")
+    # The address actually listened on (`serve --host` may override the config) is one the
+    # API answers to.
+    settings = settings.model_copy(
+        update={"daemon": settings.daemon.model_copy(update={"host": host})})
     entry, model_path = resolve_verified(settings.model.id, paths.models_dir)
     db = open_store(paths.db_file)
-    mark_interrupted(db)  # answers a power cut or kill -9 cut off are marked, not left open
+    context = audit_config(db, settings)  # a config changed since the last start is audited
+    mark_interrupted(db, context)  # answers a power cut or kill -9 cut off: marked, not left open
     sock = _bind(host, port)
-    model = settings.model
-    engine = EngineConfig(
-        model_id=entry.id, model_path=str(model_path), model_sha256=entry.sha256,
-        n_ctx=model.n_ctx, n_threads=model.n_threads or default_threads(),
-        n_batch=model.n_batch, n_gpu_layers=model.n_gpu_layers, n_ubatch=model.n_ubatch,
-        kv_cache_type=model.kv_cache_type, flash_attn=model.flash_attn,
-        use_mmap=model.use_mmap, use_mlock=model.use_mlock,
-        stream_interval_ms=settings.generation.stream_interval_ms)
+    try:
+        engine = engine_config(settings.model, settings.generation, entry.id, model_path,
+                               entry.sha256)
+    except ConfigError:
+        sock.close()
+        raise
     spec = os.environ.get(SIMULATED_ENV)
     if spec:
         try:
@@ -139,7 +140,8 @@ class Daemon:
         self.writer = StoreWriter(paths.db_file)
         self.service = ChatService(db, self.supervisor, self.scheduler, engine.model_id,
                                    engine.model_sha256, settings.generation.system_prompt,
-                                   self.writer, settings.knowledge.mode)
+                                   self.writer, settings.knowledge.mode,
+                                   answer_context(settings, lambda: self.governor.status()))
         budgets = settings.budgets
         self.telemetry = TelemetryStore(paths.data_dir / "telemetry.db",
                                         budgets.telemetry_raw_hours,
@@ -202,8 +204,10 @@ class Daemon:
                 "message": message}
 
     async def run(self, idle_timeout_s: float) -> None:
+        metrics = Metrics(__version__, self.engine.model_id, self.engine.model_sha256,
+                          appliance_gauges(self.supervisor, self.scheduler, self.governor))
         app = create_app(self.service, self.settings, self.health, self.governor.report,
-                         self.governor.recent)
+                         self.governor.recent, metrics)
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                 timeout_graceful_shutdown=5)
         server = _Server(config)

@@ -12,7 +12,8 @@ Raised from the core, rendered only at the edges (`cli.py` prints it, `api/` map
     ├── NotFound                   66  a conversation or other record does not exist
     ├── RequestError               65  a request the engine must refuse (e.g. prompt too long)
     ├── EngineError                70  the inference worker failed or crashed
-    ├── Busy                       75  the queue is full; retry after a few seconds
+    │   └── NotReady               75  loading, paused by the governor or stopping; retry later
+    ├── Busy                       75  the queue is full; retry after a few seconds (HTTP 429)
     ├── Unauthorized               77  a missing or wrong API key
     ├── RequestTooLarge            65  a request body over daemon.max_body_bytes
     └── DaemonUnavailable          69  no daemon answers and none could be started
@@ -27,6 +28,10 @@ class GembaError(Exception):
     exit_code = 1
     http_status = 500
     kind = "error"
+    retry_after_s: int | None = None
+    """For a passing condition: when to try again (HTTP Retry-After)."""
+    param: str | None = None
+    """The request field at fault, when one is (OpenAI's `param`)."""
 
     def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
@@ -34,7 +39,10 @@ class GembaError(Exception):
         self.hint = hint
 
     def to_dict(self) -> dict[str, str]:
-        return {"type": self.kind, "message": self.message, "hint": self.hint}
+        body = {"type": self.kind, "message": self.message, "hint": self.hint}
+        if self.param:
+            body["param"] = self.param
+        return body
 
 
 class ConfigError(GembaError):
@@ -79,11 +87,23 @@ class RequestError(GembaError):
     http_status = 400
     kind = "invalid_request"
 
+    def __init__(self, message: str, hint: str = "", param: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.param = param
+
 
 class EngineError(GembaError):
     exit_code = 70
     http_status = 503
     kind = "engine_error"
+
+
+class NotReady(EngineError):
+    """The engine cannot take a question now but will: loading, paused or stopping."""
+
+    exit_code = 75
+    kind = "not_ready"
+    retry_after_s = 5
 
 
 class DaemonUnavailable(GembaError):
@@ -94,7 +114,7 @@ class DaemonUnavailable(GembaError):
 
 class Busy(GembaError):
     exit_code = 75
-    http_status = 503
+    http_status = 429
     kind = "busy"
     retry_after_s = 5
 

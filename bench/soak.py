@@ -3,8 +3,9 @@
 1,000 requests by default from 3 clients at once, mixed: plain and streamed answers, answers
 cancelled through the API, streams the client drops mid-answer, plain requests the client gives
 up on, and bad requests (which must get a 4xx). The daemon's and the engine worker's RSS and open
-files are sampled every second. Reports growth after warm-up (goal: flat) and every non-2xx
-answer by kind; writes bench/results/soak.json.
+files are sampled every second, and GET /metrics is scraped every second (goal: 50 ms or less
+under load). Reports growth after warm-up (goal: flat) and every non-2xx answer by kind;
+writes bench/results/soak.json.
 
     .venv/bin/python bench/soak.py [--requests 1000] [--clients 3]
 """
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -63,6 +65,39 @@ class Sampler(threading.Thread):
             except psutil.Error:
                 continue
             self.samples.append(row)
+
+
+class Scraper(threading.Thread):
+    """GET /metrics once a second, as Prometheus would, timing each scrape."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.scrape_ms: list[float] = []
+        self.families: set[str] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            while not self.stop.wait(1.0):
+                started = time.perf_counter()
+                try:
+                    response = client.get(f"{self.url}/metrics")
+                except httpx.HTTPError:
+                    continue
+                self.scrape_ms.append((time.perf_counter() - started) * 1000)
+                self.families = {f.name for f in text_string_to_metric_families(response.text)
+                                 if f.name.startswith("gemba_")}
+
+    def report(self) -> dict[str, Any]:
+        times = sorted(self.scrape_ms)
+
+        def at(share: float) -> float | None:
+            return round(times[min(len(times) - 1, int(share * len(times)))], 2) if times \
+                else None
+
+        return {"scrapes": len(times), "p50_ms": at(0.5), "p99_ms": at(0.99),
+                "max_ms": at(1.0), "goal_ms": 50, "gemba_families": sorted(self.families)}
 
 
 def _one(client: httpx.Client, kind: str, rng: random.Random) -> str:
@@ -116,6 +151,8 @@ def main() -> None:
         daemon = _start(Path(tmp), port)
         sampler = Sampler(daemon.pid)
         sampler.start()
+        scraper = Scraper(f"http://127.0.0.1:{port}")
+        scraper.start()
         outcomes: Counter[tuple[str, str]] = Counter()
         lock = threading.Lock()
         todo = iter(range(args.requests))
@@ -151,9 +188,12 @@ def main() -> None:
         time.sleep(2)
         health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).json()
         sampler.stop.set()
+        scraper.stop.set()
+        scraper.join(timeout=15)
         daemon.terminate()
         daemon.wait(timeout=30)
     report = _report(args, outcomes, sampler.samples, elapsed, health)
+    report["metrics_scrape"] = scraper.report()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))

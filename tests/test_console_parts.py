@@ -400,7 +400,7 @@ def test_a_cause_this_console_does_not_know_reads_in_the_daemons_words() -> None
 def test_a_failed_question_says_what_to_do_and_unknown_failures_keep_the_daemons_words(
         lang: str) -> None:
     t = Strings(lang)
-    for kind in ("busy", "daemon_unavailable", "engine_error", "unauthorized",
+    for kind in ("busy", "not_ready", "daemon_unavailable", "engine_error", "unauthorized",
                  "request_too_large"):
         said = t.failure(kind, "english detail")
         assert said and said != "english detail"
@@ -519,7 +519,7 @@ def api_get(db: Any, url: str, telemetry: Callable[[float], dict[str, Any]] | No
 
     async def call() -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                     base_url="http://gemba") as client:
+                                     base_url="http://localhost") as client:
             return await client.get(url, params=params)
 
     return asyncio.run(call())

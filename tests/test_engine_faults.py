@@ -68,7 +68,8 @@ def test_while_restarting_questions_get_503_and_health_says_so(gemba_home: Gemba
                           json={"messages": [{"role": "user", "content": "Say OK."}]})
     if response.status_code != 200:  # it may already be back
         assert response.status_code == 503
-        assert response.json()["error"]["type"] == "engine_error"
+        assert response.json()["error"]["type"] == "not_ready"
+        assert response.headers["Retry-After"].isdigit()
     _wait_state(gemba_home, {"ready"})
 
 

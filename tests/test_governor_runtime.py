@@ -172,6 +172,7 @@ def test_critical_box_answers_waiting_requests_and_stops_cleanly(gemba_home: Gem
     response = httpx.post(f"{gemba_home.url}/v1/chat/completions", timeout=60,
                           json={"messages": [{"role": "user", "content": "Say OK."}]})
     assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
     assert "stopped by the governor" in response.json()["error"]["message"]
     stopped = gemba_home.gemba("stop", timeout=60)
     assert stopped.returncode == 0 and "Stopped" in stopped.stderr

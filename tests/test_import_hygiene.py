@@ -6,6 +6,7 @@ loaded as a side effect (harlequin's test_import_hygiene pattern).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +14,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+STORE = ROOT / "appliance" / "store"
 CORE_MODULES = [
     "appliance.config",
     "appliance.errors",
     "appliance.models",
-    "appliance.store",
-    "appliance.store.conversations",
+    "appliance.governor",
     "appliance.inference.protocol",
+    "appliance.limits",
+    "installer.derive",
+    "installer.plan",
+    "installer.profiles",
+    "appliance.store",
+    # Every store module, found on disk: a new one is checked without being listed here.
+    *sorted(f"appliance.store.{p.stem}" for p in STORE.glob("*.py") if p.stem != "__init__"),
 ]
 FORBIDDEN = ["textual", "llama_cpp", "pynvml", "fastapi", "starlette", "uvicorn", "httpx"]
 
@@ -48,3 +56,14 @@ def test_installer_package_is_ours_not_pypas(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=tmp_path, check=True)
     assert Path(result.stdout.strip()).resolve().is_relative_to(ROOT)
+
+
+def test_only_the_engine_module_imports_llama_cpp() -> None:
+    """llama.cpp is driven one way: the self-test, burn-in and daemon all go through
+    appliance.inference.llama, so what setup checks is what the appliance runs."""
+    importers = sorted(
+        str(path.relative_to(ROOT)) for folder in ("appliance", "installer")
+        for path in (ROOT / folder).rglob("*.py")
+        if re.search(r"^\s*(import llama_cpp|from llama_cpp\b)", path.read_text("utf-8"),
+                     re.MULTILINE))
+    assert importers == ["appliance/inference/llama.py"]

@@ -154,7 +154,7 @@ def test_a_question_cut_off_by_kill_9_is_marked_interrupted_at_the_next_start(
 
 def test_a_burst_beyond_the_queue_bound_is_told_to_retry_and_running_answers_finish(
         gemba_home: GembaHome) -> None:
-    """FAULTS.md 10: one answer runs, `max_queue` wait, the rest get 503 with Retry-After at
+    """FAULTS.md 10: one answer runs, `max_queue` wait, the rest get 429 with Retry-After at
     once; no connection is reset and the answers already running are not interrupted."""
     gemba_home.write_config(gemba_home.config_file.read_text().replace(
         "[daemon]\n", "[daemon]\nmax_queue = 1\n"))
@@ -175,8 +175,8 @@ def test_a_burst_beyond_the_queue_bound_is_told_to_retry_and_running_answers_fin
     codes = sorted(r.status_code for r in results)
     assert len(results) == 9
     assert codes.count(200) == 2, codes  # the running one and the one that waited
-    assert codes.count(503) == 7, codes
-    for refused in (r for r in results if r.status_code == 503):
+    assert codes.count(429) == 7, codes
+    for refused in (r for r in results if r.status_code == 429):
         assert refused.headers["Retry-After"].isdigit()
         assert refused.json()["error"]["type"] == "busy"
     for answered in (r for r in results if r.status_code == 200):

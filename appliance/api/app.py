@@ -14,30 +14,41 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from appliance import __version__
 from appliance.api.documents import DOCUMENTS, documents_router
-from appliance.api.limits import BodyLimit, RequireKey
+from appliance.api.limits import BodyLimit, HostGuard, RequireKey
+from appliance.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from appliance.api.metrics import AnswerWatch, Metrics, MetricsMiddleware
+from appliance.api.questions import question_from
 from appliance.api.schemas import ChatCompletionRequest
-from appliance.chat import Accepted, Answered, AnswerJob, ChatService, Failed, Question
+from appliance.chat import Accepted, Answered, AnswerJob, ChatService, Failed
 from appliance.config import Settings
-from appliance.errors import Busy, GembaError, NotFound, RequestError
+from appliance.errors import GembaError, NotFound, RequestError
 from appliance.inference.protocol import Piece
 from appliance.store.conversations import get_conversation, list_conversations
 
 T = TypeVar("T")
-_STOP_LIMIT = 8
-_STOP_CHARS = 64
 
 
 def create_app(service: ChatService, settings: Settings,
                health: Callable[[], dict[str, Any]],
                report: Callable[[], dict[str, Any]] | None = None,
-               telemetry: Callable[[float], dict[str, Any]] | None = None) -> FastAPI:
+               telemetry: Callable[[float], dict[str, Any]] | None = None,
+               metrics: Metrics | None = None) -> FastAPI:
     app = FastAPI(title="Gemba appliance API", version="1", docs_url=None, redoc_url=None)
     # Pure ASGI middlewares: Starlette's BaseHTTPMiddleware would re-wrap every streamed token.
     app.add_middleware(BodyLimit, max_bytes=settings.daemon.max_body_bytes,
                        larger={DOCUMENTS: settings.knowledge.max_file_bytes})
     if settings.daemon.api_key:
         app.add_middleware(RequireKey, api_key=settings.daemon.api_key)
+    # Outside the key check: a foreign host or web page learns nothing, not even whether a
+    # key is needed.
+    app.add_middleware(HostGuard, listen_host=settings.daemon.host,
+                       allowed_hosts=settings.daemon.allowed_hosts,
+                       allowed_origins=settings.daemon.allowed_origins)
+    # Last, so outside every guard: their 403, 401 and 413 are counted (it only counts).
+    metrics = metrics or Metrics(__version__, service.model_id, service.model_sha256)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -70,6 +81,10 @@ def create_app(service: ChatService, settings: Settings,
         body = health()
         return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_text() -> Response:
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": service.model_id, "object": "model",
@@ -78,19 +93,22 @@ def create_app(service: ChatService, settings: Settings,
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
+        watch = metrics.watch()
         body = await _parse(request)
-        question = _question(body, service, settings)
+        question = question_from(body, service, settings)
         job = service.submit(question)
         if body.stream:
             first = await _unless_gone(request, job, _first_event(job))
             if isinstance(first, Failed):
                 return _gemba_error(first.error)
-            return StreamingResponse(_sse(job, first, service.model_id), media_type="text/event-stream",
+            usage = bool(body.stream_options and body.stream_options.include_usage)
+            return StreamingResponse(_sse(job, first, service.model_id, usage, watch=watch),
+                                     media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache",
                                               "X-Accel-Buffering": "no"})
         # A plain request has no stream to break: watch the connection, or a client that gave
         # up would keep the engine answering nobody.
-        return await _unless_gone(request, job, _complete(job, service.model_id))
+        return await _unless_gone(request, job, _complete(job, service.model_id, watch))
 
     @app.get("/v1/appliance/status")
     async def status() -> dict[str, Any]:
@@ -156,29 +174,6 @@ async def _parse(request: Request) -> ChatCompletionRequest:
         raise RequestValidationError(exc.errors()) from exc
 
 
-def _question(body: ChatCompletionRequest, service: ChatService, settings: Settings) -> Question:
-    if body.model not in (None, service.model_id, "gemba", "default"):
-        raise RequestError(f"model '{body.model}' is not loaded on this appliance "
-                           f"(loaded: {service.model_id})",
-                           "omit `model` or use the id from GET /v1/models")
-    if body.messages[-1].role != "user":
-        raise RequestError("the last message must come from the user (role 'user')",
-                           "end `messages` with the question to answer")
-    stops = body.stop_strings()
-    if len(stops) > _STOP_LIMIT or any(len(s) > _STOP_CHARS or not s for s in stops):
-        raise RequestError(f"field 'stop': at most {_STOP_LIMIT} non-empty strings of at most "
-                           f"{_STOP_CHARS} characters", "send fewer or shorter stop strings")
-    gen = settings.generation
-    wanted = body.max_completion_tokens or body.max_tokens or gen.max_tokens
-    return Question(
-        messages=tuple({"role": m.role, "content": m.content} for m in body.messages),
-        max_tokens=min(wanted, gen.max_tokens_limit),
-        temperature=gen.temperature if body.temperature is None else body.temperature,
-        top_p=0.95 if body.top_p is None else body.top_p,
-        stop=stops, seed=body.seed, conversation_id=body.conversation_id, operator=body.user,
-        knowledge=body.knowledge)
-
-
 async def _until_gone(request: Request) -> None:
     """Returns when the client disconnects (the body has been read; nothing else arrives)."""
     while (await request.receive())["type"] != "http.disconnect":
@@ -222,7 +217,10 @@ def _chunk(job: AnswerJob, model_id: str, delta: dict[str, str], finish: str | N
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-async def _sse(job: AnswerJob, first: Accepted, model_id: str) -> AsyncIterator[str]:
+async def _sse(job: AnswerJob, first: Accepted, model_id: str,
+               include_usage: bool = False, *, watch: AnswerWatch) -> AsyncIterator[str]:
+    """The answer as OpenAI's chunks. The last one carries `usage` too; with
+    `stream_options.include_usage` a chunk with no choices follows, as OpenAI sends it."""
     try:
         yield _chunk(job, model_id, {"role": "assistant", "content": ""},
                      gemba={"answer_id": job.id, "conversation_id": first.conversation_id,
@@ -232,12 +230,17 @@ async def _sse(job: AnswerJob, first: Accepted, model_id: str) -> AsyncIterator[
         while True:
             event = await job.events.get()
             if isinstance(event, Piece):
+                watch.piece(event)
                 yield _chunk(job, model_id, {"content": event.text})
             elif isinstance(event, Answered):
                 yield _chunk(job, model_id, {}, event.record.finish_reason,
                              usage=_usage(event), gemba=_gemba(event))
+                watch.answered(event.record)  # once handed over: counted answers were given
+                if include_usage:
+                    yield _usage_chunk(job, model_id, event)
                 break
             elif isinstance(event, Failed):
+                watch.failed()
                 yield f"data: {json.dumps({'error': event.error.to_dict()})}\n\n"
                 break
         yield "data: [DONE]\n\n"
@@ -245,7 +248,14 @@ async def _sse(job: AnswerJob, first: Accepted, model_id: str) -> AsyncIterator[
         job.cancel()  # no-op when finished; stops generation when the client went away
 
 
-async def _complete(job: AnswerJob, model_id: str) -> JSONResponse:
+def _usage_chunk(job: AnswerJob, model_id: str, event: Answered) -> str:
+    body = {"id": f"chatcmpl-{job.id}", "object": "chat.completion.chunk",
+            "created": int(time.time()), "model": model_id, "choices": [],
+            "usage": _usage(event)}
+    return f"data: {json.dumps(body)}\n\n"
+
+
+async def _complete(job: AnswerJob, model_id: str, watch: AnswerWatch) -> JSONResponse:
     first = await _first_event(job)
     if isinstance(first, Failed):
         return _gemba_error(first.error)
@@ -255,10 +265,12 @@ async def _complete(job: AnswerJob, model_id: str) -> JSONResponse:
             if isinstance(event, Answered):
                 break
             if isinstance(event, Failed):
+                watch.failed()
                 return _gemba_error(event.error)
     finally:
         job.cancel()
     record = event.record
+    watch.answered(record)
     return JSONResponse({
         "id": f"chatcmpl-{job.id}", "object": "chat.completion", "created": int(time.time()),
         "model": model_id,
@@ -288,8 +300,8 @@ def _error(status: int, kind: str, message: str, hint: str = "",
 
 
 def _gemba_error(exc: GembaError) -> JSONResponse:
-    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, Busy) else None
-    return _error(exc.http_status, exc.kind, exc.message, exc.hint, headers)
+    headers = {"Retry-After": str(exc.retry_after_s)} if exc.retry_after_s else None
+    return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
 
 def _validation_error(errors: Any) -> JSONResponse:

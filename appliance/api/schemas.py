@@ -13,14 +13,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ContentPart(BaseModel):
+    """One part of a message's content as OpenAI clients send it. Only text parts are read;
+    any other type is refused by name when the question is checked."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(max_length=40)
+    text: str | None = Field(None, max_length=MAX_MESSAGE_CHARS)
+
+
 class ChatMessage(_Strict):
-    role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=MAX_MESSAGE_CHARS)
+    role: Literal["system", "developer", "user", "assistant"]
+    """`developer` is what newer OpenAI clients call the system message."""
+    content: str | list[ContentPart] = Field(max_length=MAX_MESSAGE_CHARS)
     name: str | None = Field(None, max_length=64)
 
 
 class StreamOptions(_Strict):
     include_usage: bool = False
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="allow")  # json_schema's own fields ride along
+    type: Literal["text", "json_object", "json_schema"]
 
 
 class ChatCompletionRequest(_Strict):
@@ -35,6 +50,12 @@ class ChatCompletionRequest(_Strict):
     stop: str | list[str] | None = Field(None)
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     n: int = Field(1, ge=1, le=1)
+    """One answer per request: the engine answers questions in turn, not in copies."""
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0, allow_inf_nan=False)
+    response_format: ResponseFormat | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
     user: str | None = Field(None, max_length=128)
     """Who asks: stored with the question as the operator."""
     conversation_id: int | None = Field(None, ge=1, le=2**63 - 1)

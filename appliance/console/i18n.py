@@ -100,6 +100,9 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.answer": "Could not answer: {message}",
         "failure.busy": "the appliance is busy: other questions are waiting. Press Enter again "
                         "in a few seconds.",
+        "failure.not_ready": "the appliance cannot answer right now: it is starting, cooling "
+                             "down or stopping (the status line says which). Press Enter again "
+                             "in a few seconds.",
         "failure.daemon_unavailable": "lost the connection to the appliance. Press Enter when "
                                       "the yellow line is gone.",
         "failure.engine_error": "the engine stopped while answering. Press Enter to try again; "
@@ -234,6 +237,7 @@ CATALOG: dict[str, dict[str, str]] = {
         "note.length": " [未完成：达到长度上限]",
         "error.answer": "无法回答：{message}",
         "failure.busy": "设备正忙：还有其他问题在等待。几秒后再按回车。",
+        "failure.not_ready": "设备暂时无法回答：正在启动、降温或停止（状态栏显示原因）。几秒后再按回车。",
         "failure.daemon_unavailable": "与设备的连接中断。黄色提示消失后按回车。",
         "failure.engine_error": "回答时引擎停止了。按回车重试；如果再次发生，请联系工程师。",
         "failure.unauthorized": "需要有效的 API 密钥。请联系工程师。",
@@ -368,6 +372,8 @@ CATALOG: dict[str, dict[str, str]] = {
         "error.answer": "回答できません：{message}",
         "failure.busy": "装置が混み合っています：ほかの質問が待っています。数秒後にもう一度 "
                         "Enter を押してください。",
+        "failure.not_ready": "装置は今は回答できません：起動中、冷却中または停止中です（状態行に理由を"
+                             "表示）。数秒後にもう一度 Enter を押してください。",
         "failure.daemon_unavailable": "装置との接続が切れました。黄色の表示が消えたら Enter を"
                                       "押してください。",
         "failure.engine_error": "回答中にエンジンが停止しました。Enter でやり直してください。"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
 
 from appliance.inference.protocol import (
     EngineConfig,
@@ -65,6 +66,10 @@ class LlamaEngine:
                                    bos_token=token_text(llm.token_bos()),
                                    stop_token_ids=[llm.token_eos()])
 
+    def _json_grammar(self) -> LlamaGrammar:
+        # Parsed per answer: llama.cpp's grammar sampler keeps the state of the text so far.
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+
     @property
     def n_ctx(self) -> int:
         return self._llm.n_ctx()
@@ -108,6 +113,10 @@ class LlamaEngine:
         # 0 then got one answer right after start-up and another one later.
         self._llm.reset()
         tokens = self._llm.generate(prompt_tokens, temp=request.temperature, top_p=request.top_p,
+                                    presence_penalty=request.presence_penalty,
+                                    frequency_penalty=request.frequency_penalty,
+                                    repeat_penalty=request.repeat_penalty,
+                                    grammar=self._json_grammar() if request.json else None,
                                     reset=True)
         try:
             for token in tokens:

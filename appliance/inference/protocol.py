@@ -29,6 +29,8 @@ class EngineConfig:
     use_mlock: bool = False
     stream_interval_ms: float = 0.0
     """Pieces faster than this are sent together (fewer wake-ups for daemon and clients)."""
+    fake_script: str | None = None
+    """Tests only: a `FakeEngine` script (JSON) answers instead of llama.cpp."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,16 @@ class GenerationRequest:
     top_p: float = 0.95
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    presence_penalty: float = 0.0
+    """OpenAI's penalties, applied by llama.cpp's sampler over the recent tokens: presence
+    subtracts this from every token already used, frequency this times its count."""
+    frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    """llama.cpp's multiplicative penalty on recent tokens (1: none)."""
+    penalty_last_n: int = 64
+    """How many of the answer's latest tokens the penalties look at (0: penalties off)."""
+    json: bool = False
+    """Constrain the answer to JSON with llama.cpp's JSON grammar."""
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from appliance.errors import Busy
+from appliance.errors import Busy, GembaError, NotReady
 
 
-def _busy(waiting: int, retry_after_s: int) -> Busy:
-    error = Busy(f"the appliance is busy: {waiting} requests are already waiting",
-                 f"try again in about {retry_after_s} s")
+def _busy(waiting: int, retry_after_s: int, paused: bool) -> GembaError:
+    if paused:  # not the load: the governor holds new answers until the box cools down
+        error: GembaError = NotReady(
+            f"the appliance is paused by its governor and {waiting} requests already wait",
+            f"try again in about {retry_after_s} s; `gemba status` shows why it paused")
+    else:
+        error = Busy(f"the appliance is busy: {waiting} requests are already waiting",
+                     f"try again in about {retry_after_s} s")
     error.retry_after_s = retry_after_s
     return error
 
@@ -43,7 +48,7 @@ class Scheduler:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         if (self._slot.locked() or self.holding) and self.waiting >= self.max_queue:
-            raise _busy(self.waiting, self.retry_after_s)
+            raise _busy(self.waiting, self.retry_after_s, self.holding)
         self.waiting += 1
         try:
             await self._open.wait()

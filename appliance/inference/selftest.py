@@ -18,20 +18,27 @@ _REBUILD = ("rebuild it for this CPU: .venv/bin/pip install --no-cache-dir --for
             "--no-deps llama-cpp-python==0.3.36 (with CMAKE_ARGS as in the Makefile)")
 
 
-def _decode(model_path: str) -> None:
-    import llama_cpp
+def _decode(model_id: str, model_path: str) -> None:
+    # Through the engine module, the one importer of llama_cpp: what is checked is what runs.
+    from appliance.inference.llama import LlamaEngine
+    from appliance.inference.protocol import EngineConfig, Finished, GenerationRequest
 
-    llm = llama_cpp.Llama(model_path=model_path, n_ctx=256, verbose=False)
-    llm.eval(llm.tokenize(b"Check the conveyor belt tension.", add_bos=False))
+    engine = LlamaEngine(EngineConfig(model_id=model_id, model_path=model_path, model_sha256="",
+                                      n_ctx=256, n_threads=1, n_batch=64, n_gpu_layers=0))
+    request = GenerationRequest(({"role": "user", "content": "Check the belt tension."},),
+                                max_tokens=4, temperature=0.0)
+    events = list(engine.generate(request, lambda: False))
+    if not isinstance(events[-1], Finished):
+        raise SystemExit(f"the engine did not finish: {events[-1]}")
 
 
 def main() -> int:
     try:
-        _, path = resolve_verified(DEFAULT_MODEL_ID, Paths.from_env().models_dir)
+        entry, path = resolve_verified(DEFAULT_MODEL_ID, Paths.from_env().models_dir)
     except GembaError as error:
         print(f"selftest: {error.message}\n  what to do: {error.hint}", file=sys.stderr)
         return error.exit_code
-    child = multiprocessing.get_context("spawn").Process(target=_decode, args=(str(path),))
+    child = multiprocessing.get_context("spawn").Process(target=_decode, args=(entry.id, str(path)))
     child.start()
     child.join()
     if child.exitcode != 0:

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
-from appliance.errors import EngineError
+from appliance.errors import EngineError, NotReady
 from appliance.inference.protocol import (
     Cancel,
     EngineConfig,
@@ -128,7 +128,7 @@ class EngineSupervisor:
         answering a job nobody waits for."""
         await self._wait_engine_free()
         if not self.ready:
-            raise EngineError(f"the engine is {self.status.state}"
+            raise NotReady(f"the engine is {self.status.state}"
                               + (f": {self.status.detail}" if self.status.detail else ""),
                               "wait until `gemba` reports the engine ready, then ask again")
         self._next_job_id += 1

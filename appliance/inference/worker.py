@@ -28,7 +28,11 @@ from appliance.inference.protocol import (
 )
 
 
-def _load_llama(config: EngineConfig) -> Any:
+def load_engine(config: EngineConfig) -> Any:
+    if config.fake_script is not None:
+        from appliance.inference.fake import FakeEngine
+
+        return FakeEngine(config)
     from appliance.inference.llama import LlamaEngine  # only the worker imports llama_cpp
 
     return LlamaEngine(config)
@@ -38,7 +42,7 @@ def run_worker(conn: Connection, config: EngineConfig) -> None:
     """Process entry point (spawned by the supervisor)."""
     started = time.perf_counter()
     try:
-        engine = _load_llama(config)
+        engine = load_engine(config)
     except Exception as exc:  # noqa: BLE001 - any load failure is reported, not raised
         conn.send(LoadFailed(f"{exc} ({memory_needed(config)})"))
         return

@@ -10,6 +10,7 @@ from typing import Any
 import sqlite_utils
 
 from appliance.errors import NotFound
+from appliance.store import audit
 from appliance.store.db import write_transaction
 
 _TITLE_CHARS = 80
@@ -69,8 +70,13 @@ def add_question(db: sqlite_utils.Database, conversation_id: int, question: str)
     return _add(db, conversation_id, {"role": "user", "content": question})
 
 
-def add_answer(db: sqlite_utils.Database, conversation_id: int, answer: AnswerRecord) -> int:
-    return _add(db, conversation_id, {"role": "assistant", **answer.row()})
+def add_answer(db: sqlite_utils.Database, conversation_id: int, answer: AnswerRecord,
+               context: audit.AnswerContext | None = None) -> int:
+    """The answer and its audit entry, in one transaction."""
+    with write_transaction(db):
+        message_id = _add(db, conversation_id, {"role": "assistant", **answer.row()})
+        audit.record_answer(db, message_id, context)
+    return message_id
 
 
 def _add(db: sqlite_utils.Database, conversation_id: int, row: dict[str, Any]) -> int:
@@ -85,19 +91,22 @@ def _add(db: sqlite_utils.Database, conversation_id: int, row: dict[str, Any]) -
     return message_id
 
 
-def mark_interrupted(db: sqlite_utils.Database) -> int:
+def mark_interrupted(db: sqlite_utils.Database,
+                     context: audit.AnswerContext | None = None) -> int:
     """Questions left without an answer by a power cut or kill -9 get one that says so (finish
-    reason `interrupted`), so history never shows a question as if it were still being
-    answered. Run at start-up, before any new question; returns how many were marked."""
+    reason `interrupted`, audited like any answer), so history never shows a question as if it
+    were still being answered. Run at start-up, before any new question; returns how many were
+    marked."""
     with write_transaction(db):
         dangling = [row[0] for row in db.execute(
             """select m.conversation_id from messages m
                where m.id = (select max(id) from messages where conversation_id =
                              m.conversation_id) and m.role = 'user'""")]
         for conversation_id in dangling:
-            _add(db, conversation_id, {
+            message_id = _add(db, conversation_id, {
                 "role": "assistant", "content": "", "finish_reason": "interrupted",
                 "prompt_tokens": 0, "completion_tokens": 0})
+            audit.record_answer(db, message_id, context)
     return len(dangling)
 
 

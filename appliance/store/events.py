@@ -7,6 +7,7 @@ from typing import Any
 
 import sqlite_utils
 
+from appliance.store import audit
 from appliance.store.conversations import now_iso
 from appliance.store.db import write_transaction
 
@@ -14,12 +15,16 @@ from appliance.store.db import write_transaction
 def add_event(db: sqlite_utils.Database, from_mode: str, to_mode: str, duty: float,
               severity: str, reason: str, figures: dict[str, Any],
               tok_per_s_before: float | None) -> int:
+    """The event; a stop (a change into a mode that stops work) with its audit entry."""
     with write_transaction(db):
-        return db["governor_events"].insert({
+        event_id = db["governor_events"].insert({
             "at": now_iso(), "from_mode": from_mode, "to_mode": to_mode, "duty": duty,
             "severity": severity, "reason": reason,
             "figures_json": json.dumps(figures, default=str),
             "tok_per_s_before": tok_per_s_before}).last_pk
+        if to_mode in audit.STOP_MODES and from_mode != to_mode:
+            audit.record_governor_stop(db, event_id)
+    return event_id
 
 
 def set_rate_after(db: sqlite_utils.Database, event_id: int, tok_per_s: float | None) -> None:

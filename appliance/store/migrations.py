@@ -103,3 +103,12 @@ def add_answer_basis(db: sqlite_utils.Database) -> None:
     `none` (refused: no basis in the plant documents), or unset (plain chat)."""
     db["messages"].add_column("basis", str)
     db["messages"].add_column("citations_json", str)
+
+
+@migrations()
+def create_audit(db: sqlite_utils.Database) -> None:
+    """The hash-chained audit trail (store/audit.py); its first entry seals the rows already
+    stored, so that an upgraded box's earlier answers are checked as they were."""
+    from appliance.store import audit  # audit writes through db.py, which imports this module
+
+    audit.create(db)
