@@ -235,6 +235,12 @@ class Daemon:
     async def _watch_idle(self, server: uvicorn.Server, idle_timeout_s: float) -> None:
         if idle_timeout_s <= 0:
             return
+        # Idle time counts from the moment the engine can answer: on a busy box loading may
+        # take longer than a short timeout, and the client that started the daemon is still
+        # waiting for it.
+        with contextlib.suppress(Exception):
+            await self.supervisor.wait_ready()
+        self.service.touch()
         while not server.should_exit:
             await asyncio.sleep(min(5.0, idle_timeout_s / 4))
             idle = time.monotonic() - self.service.last_activity
