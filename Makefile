@@ -49,6 +49,7 @@ bench: setup
 	$(PY) bench/console.py
 	$(PY) bench/knowledge.py
 	$(PY) bench/soak.py
+	$(PY) bench/bundle.py
 
 # The operator guide's screen pictures are the console's 80x24 test snapshots (refresh those
 # first with: $(PY) -m pytest tests/test_console_snapshots.py --snapshot-update).

@@ -372,9 +372,11 @@ def _check_arguments(args: list[str]) -> None:
 def _register_installer() -> None:
     from appliance.audit_cli import audit
     from appliance.docs_cli import docs
+    from installer.bundle.cli import bundle
     from installer.cli import install
 
     cli.add_command(install)
+    cli.add_command(bundle)
     cli.add_command(docs)
     cli.add_command(audit)
 
