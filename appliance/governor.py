@@ -17,38 +17,14 @@ treated the same way. Memory below the reserve pauses new work.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from enum import IntEnum
 
 from appliance.config import BudgetSettings
 from appliance.hardware.telemetry import Sample
-
-
-class Severity(IntEnum):
-    OK = 0
-    CAREFUL = 1
-    WARNING = 2
-    CRITICAL = 3
-
+from appliance.limits import Limits, Severity, power_limits, temperature_limits
 
 MODES = ("normal", "slowed", "paused", "refused")
 _MODE_FOR = {Severity.OK: "normal", Severity.CAREFUL: "slowed", Severity.WARNING: "paused",
              Severity.CRITICAL: "refused"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    careful: float
-    warning: float
-    critical: float
-
-    def level(self, value: float) -> Severity:
-        if value >= self.critical:
-            return Severity.CRITICAL
-        if value >= self.warning:
-            return Severity.WARNING
-        if value >= self.careful:
-            return Severity.CAREFUL
-        return Severity.OK
 
 
 @dataclass(frozen=True)
@@ -173,10 +149,7 @@ def limits_for(budgets: Budgets) -> dict[str, Limits]:
     if budgets.gpu_temp_c is not None:
         limits["gpu_temp_c"] = budgets.gpu_temp_c
     if budgets.box_power_w:
-        budget = budgets.box_power_w
-        # Power has no thermal inertia: careful at 90 %, warning at the budget, critical at 110 %.
-        # Exact tenths: 1.1 * 100 is 110.00000000000001, and a rail can read exactly 110 W.
-        limits["box_power_w"] = Limits(budget * 9 / 10, budget, budget * 11 / 10)
+        limits["box_power_w"] = power_limits(budgets.box_power_w)
     return limits
 
 
@@ -277,14 +250,11 @@ def _reason(mode: str, hottest: _Figure | None, memory_short: bool, sample: Samp
 
 
 def budgets_from(settings: BudgetSettings) -> Budgets:
-    gpu = None
-    if settings.gpu_careful_c is not None and settings.gpu_warning_c is not None \
-            and settings.gpu_critical_c is not None:
-        gpu = Limits(settings.gpu_careful_c, settings.gpu_warning_c, settings.gpu_critical_c)
     return Budgets(
         cpu_temp_c=Limits(settings.cpu_careful_c, settings.cpu_warning_c,
                           settings.cpu_critical_c),
-        gpu_temp_c=gpu, box_power_w=settings.box_power_w,
+        gpu_temp_c=temperature_limits(settings, "gpu"),
+        box_power_w=settings.box_power_w,
         mem_reserve_bytes=settings.mem_reserve_bytes,
         sensors_expected=settings.sensors_expected)
 

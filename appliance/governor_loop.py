@@ -131,14 +131,14 @@ class GovernorLoop:
     def _note(self, reason: str) -> None:
         mode = self.decision.mode
         log.warning("governor: %s", reason)
-        add_event(self.db, mode, mode, self.decision.duty, self.decision.severity.name.lower(),
+        add_event(self.db, mode, mode, self.decision.duty, self.decision.severity.word,
                   reason,
                   {}, self.supervisor.tok_per_s())
 
     def _record_change(self, old: Decision, new: Decision) -> None:
         before = self.supervisor.tok_per_s()
         log.warning("governor: %s -> %s: %s", old.mode, new.mode, new.reason)
-        event_id = add_event(self.db, old.mode, new.mode, new.duty, new.severity.name.lower(),
+        event_id = add_event(self.db, old.mode, new.mode, new.duty, new.severity.word,
                              new.reason, new.figures, before)
         asyncio.get_running_loop().call_later(
             _AFTER_S, lambda: set_rate_after(self.db, event_id, self.supervisor.tok_per_s()))
@@ -161,7 +161,7 @@ class GovernorLoop:
             value = sample.get(name)
             level = figure_severity(name, value, self.budgets)
             latest[name] = {"value": value,
-                            "severity": level.name.lower() if level is not None else None}
+                            "severity": level.word if level is not None else None}
         rows = self.telemetry.recent(seconds) if self.telemetry is not None else []
         return {"seconds": seconds, "governor": self.status(), "latest": latest,
                 "limits": limits_view(self.budgets), "samples": rows}
@@ -169,7 +169,7 @@ class GovernorLoop:
 
 def decision_view(d: Decision, now_s: float) -> dict[str, Any]:
     """A decision as the API shows it (`governor` in health, status and telemetry)."""
-    return {"mode": d.mode, "duty": d.duty, "severity": d.severity.name.lower(),
+    return {"mode": d.mode, "duty": d.duty, "severity": d.severity.word,
             "reason": d.reason, "cause": d.cause, "limiting": d.limiting,
             "since_s": round(now_s - d.since_s, 1), "figures": d.figures}
 

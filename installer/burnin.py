@@ -1,7 +1,11 @@
-"""Burn-in: sustained generation with the planned settings while telemetry is sampled each second.
+"""Burn-in: sustained generation with the planned settings while telemetry is sampled each second,
+then judged against the profile's limits.
 
 Runs the engine worker process directly (no daemon): the same code path the daemon uses, with
-the staged model file, so a model that crashes llama.cpp fails here and not on the line.
+the staged model file, so a model that crashes llama.cpp fails here and not on the line. The
+planned GPU power cap is set for the burn-in, as the daemon sets it, and the cards' own limits
+are restored afterwards. `judge` grades every figure the burn-in measures (CPU and GPU heat, box
+and GPU power, speed, memory) with the one grading of appliance.limits.
 """
 
 from __future__ import annotations
@@ -9,10 +13,13 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from appliance.errors import EngineError
+from appliance.hardware.nvml import PowerLimits
 from appliance.hardware.telemetry import Sample, take_sample
 from appliance.inference.protocol import (
     Cancel,
@@ -27,6 +34,16 @@ from appliance.inference.protocol import (
     Shutdown,
 )
 from appliance.inference.worker import run_worker
+from appliance.limits import (
+    BURN_IN,
+    Limits,
+    Severity,
+    gpu_power_limits,
+    power_limits,
+    temperature_limits,
+)
+from installer.plan import GIB, Plan
+from installer.profiles import Profile
 
 _PROMPTS = (
     "Explain what an operator should check when conveyor alarm E-104 appears.",
@@ -60,10 +77,40 @@ class BurnInResult:
     throttle_events: tuple[str, ...]
     samples: int
     rates: tuple[float, ...] = field(default=(), repr=False)
+    gpu_power_cap_w: float | None = None
+    """The power cap in force on each NVIDIA GPU during the burn-in; None: the cards' own."""
+    gpu_cap_note: str | None = None
+    """Why the planned cap could not be set (no permission, not supported...)."""
 
 
 def run_burn_in(config: EngineConfig, duration_s: float, tick: Tick | None = None,
-                sample_every_s: float = 1.0) -> BurnInResult:
+                sample_every_s: float = 1.0, gpu_cap_w: float | None = None,
+                power: PowerLimits | None = None) -> BurnInResult:
+    """Generate for `duration_s` seconds with the planned settings, the GPUs capped at
+    `gpu_cap_w` (through `power`, the daemon's NVML actuator, by default)."""
+    with capped_gpus(gpu_cap_w, power) as (cap_in_force, note):
+        result = _run(config, duration_s, tick, sample_every_s)
+    return replace(result, gpu_power_cap_w=cap_in_force, gpu_cap_note=note)
+
+
+@contextmanager
+def capped_gpus(cap_w: float | None,
+                power: PowerLimits | None = None) -> Iterator[tuple[float | None, str | None]]:
+    """The planned cap on every NVIDIA GPU while the block runs, the cards' limits restored after
+    it: yields (the cap in force or None, why it could not be set or None)."""
+    if cap_w is None:
+        yield None, None
+        return
+    actuator = power if power is not None else PowerLimits()
+    why = actuator.start(cap_w)
+    try:
+        yield (None, why) if why else (cap_w, None)
+    finally:
+        actuator.restore()
+
+
+def _run(config: EngineConfig, duration_s: float, tick: Tick | None,
+         sample_every_s: float) -> BurnInResult:
     context = multiprocessing.get_context("spawn")
     parent, child = context.Pipe()
     worker = context.Process(target=run_worker, args=(child, config), daemon=True,
@@ -152,11 +199,13 @@ def _drive(conn, pid: int | None, config: EngineConfig, duration_s: float,  # ty
                 rates.append(event.tok_per_s)
             if event.ttft_s is not None and event.finish_reason != "cancelled":
                 ttfts.append(event.ttft_s)
-    return _summarise(samples, rates, ttfts, answers, tokens, time.monotonic() - started, load_s)
+    return summarise(samples, rates, ttfts, answers, tokens, time.monotonic() - started, load_s)
 
 
-def _summarise(samples: list[Sample], rates: list[float], ttfts: list[float], answers: int,
-               tokens: int, duration_s: float, load_s: float) -> BurnInResult:
+def summarise(samples: list[Sample], rates: list[float], ttfts: list[float], answers: int,
+              tokens: int, duration_s: float, load_s: float) -> BurnInResult:
+    """The burn-in's figures from its telemetry samples and timed answers."""
+
     def values(name: str) -> list[float]:
         return [v for s in samples if (v := getattr(s, name)) is not None]
 
@@ -187,3 +236,105 @@ def _percentile(values: list[float], percent: float) -> float:
 
 def _round(value: float, digits: int = 2) -> float:
     return round(value, digits)
+
+
+# --- judging what was measured ------------------------------------------------------------------
+Judged = dict[str, Any]
+
+
+def judge(burn_in: BurnInResult, profile: Profile, plan: Plan, gpu_count: int) -> list[Judged]:
+    """Every burn-in figure against its limit: pass / warn / fail with the numbers. `profile`
+    is the one the plan used (with GPU levels from the cards when the file sets none)."""
+    checks = [_cpu_heat(burn_in, profile), *_gpu_heat(burn_in, profile, gpu_count),
+              *_box_power(burn_in, profile), *_gpu_power(burn_in, plan, gpu_count)]
+    if burn_in.throttle_events:
+        checks.append(_check("burn_in_throttle", "warn", "the GPU throttled: "
+                             + ", ".join(burn_in.throttle_events)))
+    checks.append(_speed(burn_in))
+    if burn_in.peak_rss_bytes and burn_in.peak_rss_bytes > plan.memory.ram_budget_bytes:
+        checks.append(_check("burn_in_memory", "fail", f"peak memory "
+                             f"{burn_in.peak_rss_bytes / GIB:.2f} GiB exceeded the budget of "
+                             f"{plan.memory.ram_budget_bytes / GIB:.2f} GiB"))
+    return checks
+
+
+def _check(name: str, status: str, message: str) -> Judged:
+    return {"name": name, "status": status, "message": message}
+
+
+def _graded(name: str, what: str, value: float, limits: Limits, unit: str,
+            critical_means: str) -> Judged:
+    """A figure measured at full speed, graded as every figure is and judged as a burn-in does
+    (appliance.limits.BURN_IN)."""
+    severity = limits.level(value)
+    if severity == Severity.CRITICAL:
+        message = (f"{what} reached {value:g} {unit}, at or above the critical limit "
+                   f"{limits.critical:g} {unit}: {critical_means}")
+    elif severity == Severity.WARNING:
+        message = (f"{what} reached {value:g} {unit}, at or above the warning limit "
+                   f"{limits.warning:g} {unit}: the governor will slow answers")
+    else:
+        message = (f"{what} peaked at {value:g} {unit}, below the warning limit "
+                   f"{limits.warning:g} {unit}")
+    return _check(name, BURN_IN[severity], message)
+
+
+def _cpu_heat(burn_in: BurnInResult, profile: Profile) -> Judged:
+    limits = temperature_limits(profile.thermal, "cpu")
+    if burn_in.cpu_temp_c_max is None or limits is None:
+        return _check("burn_in_thermal", "warn", "no CPU temperature sensor: heat under load "
+                      "unverified; the governor will use conservative limits")
+    return _graded("burn_in_thermal", "CPU", burn_in.cpu_temp_c_max, limits, "°C",
+                   "improve the cooling, then apply again")
+
+
+def _gpu_heat(burn_in: BurnInResult, profile: Profile, gpu_count: int) -> list[Judged]:
+    limits = temperature_limits(profile.thermal, "gpu")
+    if burn_in.gpu_temp_c_max is not None and limits is not None:
+        return [_graded("burn_in_gpu_thermal", "GPU", burn_in.gpu_temp_c_max, limits, "°C",
+                        "improve the cabinet's air flow (or lower the GPU cap), then apply "
+                        "again")]
+    if gpu_count:
+        return [_check("burn_in_gpu_thermal", "warn", "no GPU temperature read under load: the "
+                       "GPU's heat is unverified")]
+    return []
+
+
+def _box_power(burn_in: BurnInResult, profile: Profile) -> list[Judged]:
+    if burn_in.box_power_w_max is None:
+        return []  # measured only where a rail shows the box's input (Jetson VDD_IN)
+    return [_graded("burn_in_power", "the box's input power", burn_in.box_power_w_max,
+                    power_limits(profile.power.box_budget_w), "W",
+                    "use a profile with fewer threads or a lower GPU cap")]
+
+
+def _gpu_power(burn_in: BurnInResult, plan: Plan, gpu_count: int) -> list[Judged]:
+    planned = plan.value("gpu_power_cap_w")
+    if planned is None or not gpu_count:
+        return []
+    if burn_in.gpu_power_cap_w is None:
+        return [_check("burn_in_gpu_power", "warn", f"the planned cap of {planned:g} W could not "
+                       f"be set for the burn-in ({burn_in.gpu_cap_note or 'unknown reason'}): "
+                       "the cards ran at their own limits and their draw was not judged against "
+                       "the cap; the daemon sets it when it starts (as root)")]
+    if burn_in.gpu_power_w_max is None:
+        return [_check("burn_in_gpu_power", "warn", "no GPU power reading under load: the cap "
+                       f"of {planned:g} W is unverified")]
+    total_cap = burn_in.gpu_power_cap_w * gpu_count
+    what = "the GPU" if gpu_count == 1 else f"the {gpu_count} GPUs together"
+    return [_graded("burn_in_gpu_power", f"{what} (capped at {total_cap:g} W)",
+                    burn_in.gpu_power_w_max, gpu_power_limits(total_cap), "W",
+                    "the cap is not in force; check the driver (nvidia-smi -q -d POWER)")]
+
+
+def _speed(burn_in: BurnInResult) -> Judged:
+    if burn_in.tok_per_s_median is None:
+        return _check("burn_in_speed", "fail", "no answer was long enough to time during the "
+                      "burn-in: the box is far too slow for this model, or the burn-in too short")
+    if burn_in.tok_per_s_p5 is not None and \
+            burn_in.tok_per_s_p5 < 0.5 * burn_in.tok_per_s_median:
+        return _check("burn_in_speed", "warn", f"speed unsteady: 5th percentile "
+                      f"{burn_in.tok_per_s_p5:g} tok/s against a median of "
+                      f"{burn_in.tok_per_s_median:g}")
+    return _check("burn_in_speed", "pass", f"{burn_in.tok_per_s_median:g} tok/s median, "
+                  f"{burn_in.tok_per_s_p5:g} tok/s 5th percentile")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -67,16 +68,19 @@ def install() -> None:
 
 
 def _choose_profile(name: str | None, facts: HostFacts) -> Any:
-    """The named profile, or the one that matches the box best."""
-    from installer.profiles import best_match, find_profile, load_profiles
+    """The named profile (a shipped name or a .toml file), else the shipped one that matches the
+    box best, else one derived from the probe; with GPU levels from the cards if it has none."""
+    from installer.derive import choose_profile, profile_for_box
+    from installer.profiles import find_profile, load_profiles
 
     if name:
-        return find_profile(name)
-    best = best_match(load_profiles(), facts)
-    if best is None:
-        raise ConfigError("no firmware profile matches this box",
-                          "choose one with --profile (see `gemba install profiles`)")
-    return best.profile
+        return profile_for_box(find_profile(name), facts)
+    chosen = choose_profile(load_profiles(), facts).profile
+    if chosen.profile.derived:
+        click.echo(f"No firmware profile matches this box: planning with {chosen.name}, derived "
+                   "from the probe. Confirm its figures with the vendor's data; `gemba install "
+                   "profile new` writes it as a file to review and keep.", err=True)
+    return chosen
 
 
 @install.command()
@@ -137,6 +141,7 @@ def _num(value: float | None) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def profiles(hardware: Path | None, as_json: bool) -> None:
     """List the firmware profiles and which one matches this box."""
+    from installer.derive import derive_profile
     from installer.profiles import best_match, load_profiles
 
     facts = _facts(hardware)
@@ -144,21 +149,75 @@ def profiles(hardware: Path | None, as_json: bool) -> None:
     best = best_match(all_profiles, facts)
     rows = [{"name": p.name, "description": p.profile.description,
              "matches": best is not None and best.profile.name == p.name} for p in all_profiles]
+    derived = None if best else derive_profile(facts).name
     if as_json:
         _emit_json({"profiles": rows, "match": best.profile.name if best else None,
-                    "reasons": list(best.reasons) if best else []})
+                    "reasons": list(best.reasons) if best else [], "derived": derived})
         return
     for row in rows:
         click.echo(f"{'*' if row['matches'] else ' '} {row['name']:<28} {row['description']}")
     if best:
         click.echo(f"\nThis box matches {best.profile.name}: {'; '.join(best.reasons)}", err=True)
     else:
-        click.echo("\nNo profile matches this box; pass --profile NAME to choose one.", err=True)
+        click.echo(f"\nNo shipped profile matches this box: `gemba install plan` derives "
+                   f"{derived} from the probe, and `gemba install profile new` writes it as a "
+                   "file to review (or pass --profile NAME to choose one).", err=True)
+
+
+@install.group("profile")
+def profile_group() -> None:
+    """Firmware profiles for boxes that no shipped profile describes."""
+
+
+@profile_group.command("new")
+@click.option("--from-probe", "from_probe", type=click.Path(path_type=Path, dir_okay=False),
+              default=None, help="A recorded probe (JSON) instead of this box.")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The file to write (default: NAME.toml in the current folder).")
+@click.option("--name", default=None, help="Profile name (default: from the CPU, GPU and RAM; "
+              "with --output, the file's name).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def profile_new(from_probe: Path | None, output: Path | None, name: str | None,
+                force: bool) -> None:
+    """Derive a conservative profile from a probe and write it as TOML for review.
+
+    Every figure carries its source in [profile.sources]; the file loads as any firmware profile
+    does. Prints the file's path."""
+    from datetime import UTC, datetime
+
+    from appliance.fileio import write_atomic
+    from installer.derive import derive_profile, profile_toml
+    from installer.profiles import load_profile, match
+
+    facts = _facts(from_probe)
+    if output is not None and name is not None and output.stem != name:
+        raise click.UsageError(f"--name {name} and --output {output.name} differ: a profile's "
+                               "file is named after it")
+    chosen = name or (output.stem if output else None)
+    if chosen is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]{1,63}", chosen):
+        raise click.UsageError(f"profile name '{chosen}': use lower-case letters, digits and "
+                               "'-', 2 to 64 characters")
+    profile = derive_profile(facts, chosen)
+    target = output or Path.cwd() / f"{profile.name}.toml"
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists", "pass --force to replace it, or "
+                          "--output another file")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    write_atomic(target, profile_toml(profile, facts, stamp))
+    if match(load_profile(target), facts) is None:  # the written file must describe this box
+        raise ConfigError(f"{target} does not match the box it was derived from",
+                          "report this as a bug, with the probe")
+    click.echo(str(target))
+    click.echo(f"Wrote {profile.name} ({len(profile.profile.sources)} derived figures, each with "
+               "its source). Check them against the vendor's data and set derived = false; "
+               f"use it with `gemba install plan --profile {target}` or keep it in "
+               "firmware_profiles/.", err=True)
 
 
 @install.command()
 @click.option("--profile", "profile_name", default=None,
-              help="Firmware profile (default: the one that matches the box).")
+              help="Firmware profile, by name or as a .toml file (default: the one that matches "
+                   "the box, else one derived from the probe).")
 @click.option("--model", "model", default="smollm2-135m-instruct-q4_1", show_default=True,
               help="Catalog id or path of a .gguf file.")
 @click.option("--ctx", type=click.IntRange(min=128), default=None, help="Wanted context.")
@@ -188,6 +247,9 @@ def plan_to_dict(result: Any) -> dict[str, Any]:
     memory = result.memory
     return {
         "profile": result.profile, "model": result.model, "ok": result.ok,
+        "derived": result.derived,
+        "profile_figures": {k: {"value": c.value, "reason": c.reason}
+                            for k, c in result.profile_figures.items()},
         "settings": {k: {"value": c.value, "reason": c.reason}
                      for k, c in result.settings.items()},
         "memory": {**memory.__dict__, "ram_bytes": memory.ram_bytes,
@@ -200,7 +262,15 @@ def plan_to_dict(result: Any) -> dict[str, Any]:
 
 def describe_plan(result: Any) -> list[str]:
     m = result.memory
-    lines = [f"Plan for {result.model} on profile {result.profile}", "", "Settings:"]
+    lines = [f"Plan for {result.model} on profile {result.profile}"
+             + (" (derived: confirm with the vendor's data)" if result.derived else ""), ""]
+    if result.profile_figures:
+        lines.append("Derived profile figures:" if result.derived else
+                     "Profile figures and their sources:")
+        for key, choice in result.profile_figures.items():
+            lines.append(f"  {key:<28} {_figure(choice.value):<8} {choice.reason}")
+        lines.append("")
+    lines.append("Settings:")
     for key, choice in result.settings.items():
         lines.append(f"  {key:<16} {str(choice.value):<8} {choice.reason}")
     lines += ["", "Memory (MiB):",
@@ -217,6 +287,12 @@ def describe_plan(result: Any) -> list[str]:
     lines.append("Result: " + ("ready to install" if result.ok else
                                "REFUSED: fix the failed checks above (exit status 3)"))
     return lines
+
+
+def _figure(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _bar(label: str, quiet: bool):  # type: ignore[no-untyped-def]
@@ -280,7 +356,8 @@ def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths,
 
 @install.command()
 @click.option("--profile", "profile_name", default=None,
-              help="Firmware profile (default: the one that matches the box).")
+              help="Firmware profile, by name or as a .toml file (default: the one that matches "
+                   "the box, else one derived from the probe).")
 @click.option("--model", default="smollm2-135m-instruct-q4_1", show_default=True,
               help="Catalog id or path of a .gguf file.")
 @click.option("--sha256", default=None, help="Expected hash of a model given by path.")
@@ -299,7 +376,7 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
     """Commission this box: verify and install the model, write the planned config, burn in."""
     from appliance.hardware.probe import probe as probe_box
     from installer import commission
-    from installer.burnin import run_burn_in
+    from installer.burnin import judge, run_burn_in
     from installer.plan import make_plan
 
     paths = Paths.from_env()
@@ -330,8 +407,9 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
         staged = commission.stage(source, paths, _bar("Copying model   ", as_json))
         bar = _bar("Burn-in         ", as_json)
         burn = run_burn_in(commission.engine_config(source, staged, result), burn_in_s,
-                           tick=lambda t, _s: bar(t, burn_in_s))
-        checks = commission.judge(burn, profile, result)
+                           tick=lambda t, _s: bar(t, burn_in_s),
+                           gpu_cap_w=result.value("gpu_power_cap_w"))
+        checks = judge(burn, profile, result, len(facts.gpus))
         if any(c["status"] == "fail" for c in checks):
             report = commission.build_report(facts, profile, source, result, plan_dict, burn,
                                              checks, committed=False,

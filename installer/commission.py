@@ -24,7 +24,8 @@ from typing import Any
 
 import tomlkit
 
-from appliance.config import Paths, validate_settings
+from appliance.audit_context import config_sha256
+from appliance.config import Paths, load_settings, validate_settings
 from appliance.errors import ModelIntegrityError
 from appliance.fileio import write_atomic
 from appliance.hardware.facts import HostFacts
@@ -42,8 +43,8 @@ from appliance.store import open_store
 from appliance.store.reports import add_report
 from installer.burnin import BurnInResult
 from installer.gguf_info import needed_file_bytes
-from installer.plan import GIB, Plan
-from installer.profiles import Profile, budget_table
+from installer.plan import Plan
+from installer.profiles import Profile, budget_reason, budget_table
 from installer.systemd import unit_text
 
 _CHUNK = 4 << 20
@@ -149,48 +150,6 @@ def engine_config(source: ModelSource, model_path: Path, plan: Plan) -> EngineCo
         use_mlock=plan.value("use_mlock"))
 
 
-def judge(burn_in: BurnInResult, profile: Profile, plan: Plan) -> list[dict[str, Any]]:
-    """Burn-in figures against the profile's limits: pass / warn / fail with the numbers."""
-    t = profile.thermal
-    checks: list[dict[str, Any]] = []
-
-    def add(name: str, status: str, message: str) -> None:
-        checks.append({"name": name, "status": status, "message": message})
-
-    if burn_in.cpu_temp_c_max is None:
-        add("burn_in_thermal", "warn", "no CPU temperature sensor: heat under load unverified; "
-            "the governor will use conservative limits")
-    elif burn_in.cpu_temp_c_max >= t.cpu_critical_c:
-        add("burn_in_thermal", "fail", f"CPU reached {burn_in.cpu_temp_c_max:g} °C, at or above "
-            f"the critical limit {t.cpu_critical_c:g} °C")
-    elif burn_in.cpu_temp_c_max >= t.cpu_warning_c:
-        add("burn_in_thermal", "warn", f"CPU reached {burn_in.cpu_temp_c_max:g} °C, above the "
-            f"warning limit {t.cpu_warning_c:g} °C: the governor will slow answers")
-    else:
-        add("burn_in_thermal", "pass", f"CPU peaked at {burn_in.cpu_temp_c_max:g} °C, below the "
-            f"warning limit {t.cpu_warning_c:g} °C")
-    if burn_in.box_power_w_max is not None and \
-            burn_in.box_power_w_max > profile.power.box_budget_w:
-        add("burn_in_power", "fail", f"the box drew {burn_in.box_power_w_max:g} W, over its "
-            f"budget of {profile.power.box_budget_w:g} W")
-    if burn_in.throttle_events:
-        add("burn_in_throttle", "warn", "the GPU throttled: " + ", ".join(burn_in.throttle_events))
-    if burn_in.tok_per_s_median is None:
-        add("burn_in_speed", "fail", "no answer was long enough to time during the burn-in: "
-            "the box is far too slow for this model, or the burn-in too short")
-    elif burn_in.tok_per_s_p5 is not None and \
-            burn_in.tok_per_s_p5 < 0.5 * burn_in.tok_per_s_median:
-        add("burn_in_speed", "warn", f"speed unsteady: 5th percentile {burn_in.tok_per_s_p5:g} "
-            f"tok/s against a median of {burn_in.tok_per_s_median:g}")
-    else:
-        add("burn_in_speed", "pass", f"{burn_in.tok_per_s_median:g} tok/s median, "
-            f"{burn_in.tok_per_s_p5:g} tok/s 5th percentile")
-    if burn_in.peak_rss_bytes and burn_in.peak_rss_bytes > plan.memory.ram_budget_bytes:
-        add("burn_in_memory", "fail", f"peak memory {burn_in.peak_rss_bytes / GIB:.2f} GiB "
-            f"exceeded the budget of {plan.memory.ram_budget_bytes / GIB:.2f} GiB")
-    return checks
-
-
 def commit(source: ModelSource, staged: Path, paths: Paths, plan: Plan, profile: Profile) -> Path:
     """Put the model and the config in place; each file switches atomically."""
     final = staged
@@ -230,7 +189,7 @@ def planned_config(config_file: Path, model_id: str, plan: Plan, profile: Profil
         del budgets[key]  # the profile's budgets replace the old ones, not merge with them
     for key, value in budget_table(profile).items():
         budgets[key] = value
-        reasons[f"budgets.{key}"] = f"from firmware profile {profile.name}"
+        reasons[f"budgets.{key}"] = budget_reason(profile, key)
     record = tomlkit.table()
     record["profile"] = profile.name
     record["planned_at"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -279,8 +238,10 @@ def build_report(facts: HostFacts, profile: Profile, source: ModelSource, plan: 
 
 
 def record(paths: Paths, report: dict[str, Any]) -> tuple[Path, Path]:
-    """Store the report in the database and write it as JSON and text next to the data."""
-    report_id = add_report(open_store(paths.db_file), report)
+    """Store the report in the database, audited with the hash of the config the apply left,
+    and write it as JSON and text next to the data."""
+    report_id = add_report(open_store(paths.db_file), report,
+                           config_sha256(load_settings(paths.config_file)))
     folder = paths.data_dir / "reports"
     stamp = report["created_at"].replace(":", "").replace("-", "")
     json_path = folder / f"install-{stamp}-{report_id}.json"

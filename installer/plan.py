@@ -8,16 +8,17 @@ No I/O here: the same inputs always give the same plan (tested table-driven over
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from appliance.hardware.facts import HostFacts
 from appliance.hardware.host import is_cpu_sensor
+from appliance.limits import PLAN, Limits, Severity, Status, power_limits, temperature_limits
+from installer.derive import profile_for_box
 from installer.gguf_info import ModelFacts
-from installer.profiles import Profile
+from installer.profiles import Profile, sourced_figures
 
 MIB = 1 << 20
 GIB = 1 << 30
-Status = Literal["pass", "warn", "fail"]
 
 # What the Gemba llama.cpp build needs from the CPU, per architecture.
 BUILD_NEEDS = {"x86_64": ("avx", "avx2", "fma", "f16c"), "aarch64": ("asimd",)}
@@ -78,6 +79,10 @@ class Plan:
     memory: MemoryEstimate
     power_w: float
     checks: tuple[Check, ...]
+    derived: bool = False
+    """The profile was derived from the probe: its figures await the vendor's data."""
+    profile_figures: dict[str, Choice] = field(default_factory=dict)
+    """The profile's figures that name a source (all of a derived profile's), by key."""
 
     @property
     def ok(self) -> bool:
@@ -159,6 +164,7 @@ def _compute_cpu_bytes(model: ModelFacts, shape: _Shape) -> int:
 
 def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
               wanted_ctx: int | None = None) -> Plan:
+    profile = profile_for_box(profile, facts)
     threads = _threads(facts, profile)
     ctx_limit, ctx_reason = _context_limit(model, profile, wanted_ctx)
     gpu = _gpu_offload(facts, model)
@@ -184,6 +190,7 @@ def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
     }
     power_w = _power_estimate(facts, profile, threads.value, shape.n_gpu_layers > 0)
     checks = (
+        *_check_profile(profile),
         _check_cpu(facts),
         _check_quantization(model, profile),
         _check_memory(memory, shape, model),
@@ -191,7 +198,20 @@ def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
         *_check_thermal(facts, profile),
         _check_disk(facts, profile, model),
     )
-    return Plan(profile.name, model.name, settings, memory, power_w, checks)
+    figures = {key: Choice(value, source) for key, (value, source)
+               in sourced_figures(profile).items()}
+    return Plan(profile.name, model.name, settings, memory, power_w, checks,
+                profile.profile.derived, figures)
+
+
+def _check_profile(profile: Profile) -> list[Check]:
+    if not profile.profile.derived:
+        return []
+    return [Check("profile", "warn", f"derived: confirm with the vendor's data. No firmware "
+                  f"profile describes this box, so {profile.name} was derived from the probe "
+                  "(each figure and its source are listed with the plan); `gemba install "
+                  "profile new` writes it as a file to review and keep",
+                  {"derived": True, "sources": len(profile.profile.sources)})]
 
 
 def _threads(facts: HostFacts, profile: Profile) -> Choice:
@@ -307,7 +327,9 @@ def _power_cap(facts: HostFacts, profile: Profile) -> Choice:
     value = min(max(cap, low), high)
     if value != cap:
         return Choice(value, f"the profile asks {cap:g} W; the card allows {low:g}-{high:g} W")
-    return Choice(cap, f"{cap:g} W: the profile's GPU share of the box's power supply")
+    source = profile.profile.sources.get("power.gpu_cap_w")
+    return Choice(cap, f"{cap:g} W: " + (source or "the profile's GPU share of the box's power "
+                                                   "supply"))
 
 
 def _power_estimate(facts: HostFacts, profile: Profile, threads: int, on_gpu: bool) -> float:
@@ -367,8 +389,8 @@ def _check_power(facts: HostFacts, profile: Profile, power_w: float) -> Check:
     budget = profile.power.box_budget_w
     wanted_cap = profile.power.gpu_cap_w
     figures = {"estimated_w": power_w, "budget_w": budget, "gpu_cap_w": wanted_cap}
-    if power_w > budget:
-        return Check("power", "fail", f"estimated draw {power_w:g} W exceeds the box budget of "
+    if power_limits(budget).level(power_w) >= Severity.WARNING:
+        return Check("power", "fail", f"estimated draw {power_w:g} W reaches the box budget of "
                      f"{budget:g} W", figures)
     for gpu in facts.gpus:
         low, high = gpu.power_limit_min_w, gpu.power_limit_max_w
@@ -380,7 +402,7 @@ def _check_power(facts: HostFacts, profile: Profile, power_w: float) -> Check:
             return Check("power", "warn", f"GPU {gpu.index} ({gpu.name}) allows at most "
                          f"{high:g} W, below the {wanted_cap:g} W the profile plans: answers "
                          "will be slower than planned", {**figures, "gpu_limit_max_w": high})
-    status: Status = "warn" if power_w > 0.9 * budget else "pass"
+    status = PLAN[power_limits(budget).level(power_w)]
     return Check("power", status, f"estimated draw {power_w:g} W of the {budget:g} W budget",
                  figures)
 
@@ -398,19 +420,18 @@ def _check_thermal(facts: HostFacts, profile: Profile) -> list[Check]:
                     "budget could not be verified; the governor will slow answers as a "
                     "precaution", {"temp_c": None})
     else:
-        hottest = max(temps)
-        cpu = _grade("thermal_cpu", "CPU", hottest, limits.cpu_careful_c, limits.cpu_warning_c)
+        cpu = _grade("thermal_cpu", "CPU", max(temps), Limits(
+            limits.cpu_careful_c, limits.cpu_warning_c, limits.cpu_critical_c))
     checks = [cpu]
+    # profile_for_box gave a GPU box levels from its cards when the profile has none.
+    gpu_limits = temperature_limits(limits, "gpu")
     for gpu in facts.gpus:
-        if gpu.temp_c is None:
+        if gpu.temp_c is None or gpu_limits is None:
             checks.append(Check(f"thermal_gpu{gpu.index}", "warn", f"GPU {gpu.index} temperature "
                                 "unknown: " + gpu.unavailable.get("temp_c", "not reported"),
                                 {"temp_c": None}))
             continue
-        careful = limits.gpu_careful_c or (gpu.temp_slowdown_c or 90) - 15
-        warning = limits.gpu_warning_c or (gpu.temp_slowdown_c or 90) - 5
-        check = _grade(f"thermal_gpu{gpu.index}", f"GPU {gpu.index}", gpu.temp_c, careful,
-                       warning)
+        check = _grade(f"thermal_gpu{gpu.index}", f"GPU {gpu.index}", gpu.temp_c, gpu_limits)
         throttled = [r for r in gpu.throttle_reasons or () if "thermal" in r or "slowdown" in r
                      or "power" in r]
         if throttled and check.status == "pass":
@@ -420,17 +441,22 @@ def _check_thermal(facts: HostFacts, profile: Profile) -> list[Check]:
     return checks
 
 
-def _grade(name: str, what: str, temp_c: float, careful_c: float, warning_c: float) -> Check:
-    figures = {"temp_c": temp_c, "careful_c": careful_c, "warning_c": warning_c}
-    if temp_c >= warning_c:
-        return Check(name, "fail", f"{what} is already at {temp_c:g} °C, at or above the "
-                     f"profile's warning limit of {warning_c:g} °C: cool the cabinet first",
+def _grade(name: str, what: str, temp_c: float, limits: Limits) -> Check:
+    """The box before any load, graded as every figure is (appliance.limits) and judged as the
+    plan judges: careful already is a warning, the warning level already is a refusal."""
+    figures = {"temp_c": temp_c, "careful_c": limits.careful, "warning_c": limits.warning,
+               "critical_c": limits.critical}
+    severity = limits.level(temp_c)
+    status = PLAN[severity]
+    if severity >= Severity.WARNING:
+        return Check(name, status, f"{what} is already at {temp_c:g} °C, at or above the "
+                     f"profile's warning limit of {limits.warning:g} °C: cool the cabinet first",
                      figures)
-    if temp_c >= careful_c:
-        return Check(name, "warn", f"{what} at {temp_c:g} °C is above the careful limit of "
-                     f"{careful_c:g} °C before any load", figures)
-    return Check(name, "pass", f"{what} at {temp_c:g} °C, {warning_c - temp_c:g} °C below the "
-                 "warning limit", figures)
+    if severity == Severity.CAREFUL:
+        return Check(name, status, f"{what} at {temp_c:g} °C is above the careful limit of "
+                     f"{limits.careful:g} °C before any load", figures)
+    return Check(name, status, f"{what} at {temp_c:g} °C, {limits.warning - temp_c:g} °C below "
+                 "the warning limit", figures)
 
 
 def _check_disk(facts: HostFacts, profile: Profile, model: ModelFacts) -> Check:

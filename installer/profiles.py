@@ -25,6 +25,11 @@ from appliance.config import check_thresholds
 from appliance.errors import ConfigError
 from appliance.hardware.facts import HostFacts
 
+# The shipped profiles sit beside this package: in a source checkout that is the project's own
+# firmware_profiles/; a wheel installs the same folder beside `installer` in site-packages
+# (pyproject.toml lists it as package data), so one rule finds them in both. Not through
+# importlib.resources: the folder is a namespace package there, and a second copy on sys.path
+# (a checkout next to an installed wheel) would be merged into one listing.
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "firmware_profiles"
 QUANTIZATIONS = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K", "Q5_1", "Q5_0", "Q4_K", "Q4_1", "Q4_0",
                  "Q3_K", "Q2_K", "IQ4_NL", "IQ4_XS")
@@ -41,6 +46,25 @@ class About(_Strict):
     """Profile id, the file name without .toml."""
     description: str = Field(min_length=3)
     """What box and power mode this is, as an engineer would say it."""
+    derived: bool = False
+    """True for a profile derived from a probe (`gemba install profile new`) whose figures
+    nobody has confirmed with the vendor's data yet: every plan on it says so."""
+    sources: dict[str, str] = {}
+    """Where a figure comes from, by key ("thermal.cpu_critical_c" = "TjMax 100 °C from
+    coretemp ..."): shown with the plan and kept in the install report."""
+
+    @field_validator("sources")
+    @classmethod
+    def _known_keys(cls, sources: dict[str, str]) -> dict[str, str]:
+        for key, source in sources.items():
+            section, _, field = key.partition(".")
+            model = _SECTIONS.get(section)
+            if model is None or field not in model.model_fields or field == "sources":
+                raise ValueError(f"'{key}' names no profile key (write it as section.key, "
+                                 "e.g. thermal.cpu_critical_c)")
+            if not source.strip():
+                raise ValueError(f"'{key}': say where the figure comes from")
+        return sources
 
 
 class Match(_Strict):
@@ -149,6 +173,11 @@ class ThermalModelParams(_Strict):
     """Decode rate at full duty (for the simulation's throughput figures)."""
 
 
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "profile": About, "match": Match, "power": Power, "thermal": Thermal, "memory": Memory,
+    "model": ModelLimits, "thermal_model": ThermalModelParams}
+
+
 class Profile(_Strict):
     profile: About
     match: Match
@@ -205,6 +234,13 @@ def load_profiles(folder: Path = PROFILES_DIR) -> list[Profile]:
 
 
 def find_profile(name: str, folder: Path = PROFILES_DIR) -> Profile:
+    """A shipped profile by name, or any profile file by its path (NAME.toml, e.g. one that
+    `gemba install profile new` wrote and the engineer reviewed)."""
+    if name.endswith(".toml"):
+        if not Path(name).is_file():
+            raise ConfigError(f"firmware profile file {name} not found",
+                              "give the path of a .toml profile, or a shipped profile's name")
+        return load_profile(Path(name))
     path = folder / f"{name}.toml"
     if not path.is_file() or "/" in name or name.startswith("."):
         known = ", ".join(p.stem for p in sorted(folder.glob("*.toml")))
@@ -264,6 +300,26 @@ def best_match(profiles: list[Profile], facts: HostFacts) -> MatchResult | None:
 def _any_glob(text: str, patterns: list[str]) -> bool:
     lowered = text.lower()
     return any(fnmatch.fnmatchcase(lowered, pattern.lower()) for pattern in patterns)
+
+
+def sourced_figures(profile: Profile) -> dict[str, tuple[Any, str]]:
+    """Each figure the profile names a source for: key -> (value, where it comes from)."""
+    figures = {}
+    for key, source in profile.profile.sources.items():
+        section, _, field = key.partition(".")
+        part = getattr(profile, section)
+        figures[key] = (getattr(part, field) if part is not None else None, source)
+    return figures
+
+
+def budget_reason(profile: Profile, key: str) -> str:
+    """Why a [budgets] key has its value: the profile, and the figure's source if it names one."""
+    section = {"mem_reserve_bytes": "memory.reserved_ram_gib",
+               "box_power_w": "power.box_budget_w"}.get(key, f"thermal.{key}")
+    source = profile.profile.sources.get(section)
+    derived = " (derived from the probe: confirm with the vendor's data)" \
+        if profile.profile.derived else ""
+    return f"from firmware profile {profile.name}{derived}" + (f": {source}" if source else "")
 
 
 def budget_table(profile: Profile) -> dict[str, Any]:

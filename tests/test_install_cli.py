@@ -21,7 +21,7 @@ import pytest
 from appliance.cli import cli
 from appliance.models import CATALOG, locate
 from tests.conftest import GembaHome
-from tests.fakes.hardware import FIXTURES
+from tests.fakes.hardware import FIXTURES, FakeNvml
 from tests.test_plan import EMBEDDED
 
 DEFAULT = CATALOG["smollm2-135m-instruct-q4_1"]
@@ -70,6 +70,103 @@ def test_plan_text_shows_reasons_and_the_refusal(gemba_home: GembaHome) -> None:
     assert result.returncode == 3
     assert "FAIL  cpu" in result.stdout and "REFUSED" in result.stdout
     assert "n_threads" in result.stdout and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("box, failing", [("i5-12400-rtx-3060-12gb", set()),
+                                          ("apu2-gx-412tc-no-avx2", {"cpu"})])
+def test_box_no_profile_describes_is_planned_on_a_derived_profile(
+        gemba_home: GembaHome, box: str, failing: set[str]) -> None:
+    result = gemba_home.gemba("install", "plan", "--hardware", str(FIXTURES / f"{box}.json"),
+                              "--json")
+    assert result.returncode == (3 if failing else 0), result.stderr  # never 78, "no profile"
+    assert "No firmware profile matches this box: planning with" in result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["derived"] is True and plan["profile_figures"]
+    assert all(figure["reason"] for figure in plan["profile_figures"].values())
+    statuses = {c["name"]: c["status"] for c in plan["checks"]}
+    assert statuses["profile"] == "warn"
+    assert {name for name, status in statuses.items() if status == "fail"} == failing
+    text = gemba_home.gemba("install", "plan", "--hardware", str(FIXTURES / f"{box}.json"))
+    assert "(derived: confirm with the vendor's data)" in text.stdout
+    assert "Derived profile figures:" in text.stdout
+    shown = json.loads(gemba_home.gemba("install", "profiles", "--hardware",
+                                        str(FIXTURES / f"{box}.json"), "--json").stdout)
+    assert shown["match"] is None and shown["derived"] == plan["profile"]
+
+
+def test_profile_new_writes_a_profile_that_loads_and_plans(gemba_home: GembaHome,
+                                                           tmp_path: Path) -> None:
+    from installer.profiles import load_profile, match
+    from tests.fakes.hardware import load_recorded
+
+    probe = str(FIXTURES / "i5-12400-rtx-3060-12gb.json")
+    result = gemba_home.gemba("install", "profile", "new", "--from-probe", probe)
+    assert result.returncode == 0, result.stderr
+    written = Path(result.stdout.strip())
+    assert written == gemba_home.home / "i5-12400-rtx-3060-16gb.toml"  # in the current folder
+    profile = load_profile(written)
+    assert profile.profile.derived and profile.profile.sources
+    assert match(profile, load_recorded("i5-12400-rtx-3060-12gb")) is not None
+    assert "derived figures, each with its source" in result.stderr
+    again = gemba_home.gemba("install", "profile", "new", "--from-probe", probe)
+    assert again.returncode == 78 and "already exists" in again.stderr
+    named = tmp_path / "qa-cell-2.toml"
+    assert gemba_home.gemba("install", "profile", "new", "--from-probe", probe, "--output",
+                            str(named), check=True).stdout.strip() == str(named)
+    assert load_profile(named).name == "qa-cell-2"
+    plan = gemba_home.gemba("install", "plan", "--hardware", probe, "--profile", str(named),
+                            "--json")
+    assert plan.returncode == 0, plan.stderr
+    assert json.loads(plan.stdout)["profile"] == "qa-cell-2"
+    bad = gemba_home.gemba("install", "profile", "new", "--from-probe", probe, "--name", "Box 1")
+    assert bad.returncode == 2 and "lower-case" in bad.stderr
+
+
+def test_apply_commissions_a_box_no_profile_describes(gemba_home: GembaHome,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      tmp_path: Path) -> None:
+    """apply probes the box it runs on, so the box is swapped for the recorded RTX 3060 desktop
+    and the burn-in for its figures; everything else (verify, judge, commit, report) is real."""
+    from dataclasses import replace
+
+    from click.testing import CliRunner
+
+    import appliance.hardware.probe
+    import installer.burnin
+    from installer.cli import install
+    from tests.fakes.hardware import fake_proc_tree, fake_psutil, load_recorded
+    from tests.test_limits import _quiet_burn_in
+
+    facts = load_recorded("i5-12400-rtx-3060-12gb")
+    sample = installer.burnin.take_sample(fake_psutil(facts), FakeNvml.from_facts(facts.nvml),
+                                          fake_proc_tree(facts, tmp_path / "root"))
+    measured = replace(_quiet_burn_in(), gpu_temp_c_max=sample.gpu_temp_c,
+                       gpu_power_w_max=sample.gpu_power_w, cpu_temp_c_max=sample.cpu_temp_c)
+    caps: list[float | None] = []
+
+    def burn_in(config: object, duration_s: float, tick: object = None,
+                gpu_cap_w: float | None = None, **_: object) -> installer.burnin.BurnInResult:
+        caps.append(gpu_cap_w)
+        return replace(measured, gpu_power_cap_w=gpu_cap_w)
+
+    monkeypatch.setattr(appliance.hardware.probe, "probe", lambda _data_dir: facts)
+    monkeypatch.setattr(installer.burnin, "run_burn_in", burn_in)
+    for key, value in gemba_home.env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(install, ["apply", "--yes", "--json", "--burn-in-s", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["committed"]
+    assert report["profile"] == "i5-12400-rtx-3060-16gb" and report["plan"]["derived"]
+    assert caps == [136.0]  # the burn-in ran with the planned cap
+    judged = {c["name"]: c["status"] for c in report["burn_in_checks"]}
+    assert judged["burn_in_gpu_thermal"] == "pass" and judged["burn_in_gpu_power"] == "pass"
+    config = tomllib.loads(gemba_home.config_file.read_text("utf-8"))
+    assert (config["budgets"]["gpu_careful_c"], config["budgets"]["gpu_warning_c"],
+            config["budgets"]["gpu_critical_c"]) == (80, 90, 93)
+    reason = config["plan"]["reasons"]["budgets.gpu_warning_c"]
+    assert "derived from the probe: confirm with the vendor's data" in reason
+    assert "nvmlDeviceGetTemperatureThreshold(SLOWDOWN)" in reason
 
 
 def test_unknown_profile_lists_the_known_ones(gemba_home: GembaHome) -> None:

@@ -27,10 +27,11 @@ from appliance.client import ApplianceClient
 from appliance.console.i18n import Strings
 from appliance.console.status import StatusLine
 from appliance.errors import GembaError
+from appliance.limits import LEVELS, SEVERITY_WORDS
 
 FIGURES = ("cpu_temp_c", "gpu_temp_c", "gpu_power_w", "box_power_w", "mem_available_bytes",
            "tok_per_s")
-SEVERITIES = ("ok", "careful", "warning", "critical")
+SEVERITIES = SEVERITY_WORDS
 _MODES = ("normal", "slowed", "paused", "refused")
 TREND_S = 300
 
@@ -92,7 +93,7 @@ def explain(telemetry: Telemetry, t: Strings) -> str:
               for level, value in telemetry.limiting_limits}
     value = format_value(name or "", telemetry.limiting_value)
     if cause == "figure" and mode in _MODES and name and value \
-            and {"careful", "warning", "critical"} <= set(limits):
+            and set(LEVELS) <= set(limits):
         return t(f"reason.{mode}", figure=t(f"health.{name}"), value=value, **limits)
     if cause == "memory" and value and limits.get("reserve"):
         return t("reason.memory", value=value, reserve=limits["reserve"])

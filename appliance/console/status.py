@@ -7,7 +7,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
-SEVERE = ("careful", "warning", "critical")
+from appliance.limits import LEVELS
+
+SEVERE = LEVELS
 
 
 class StatusLine(Horizontal):
