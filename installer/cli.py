@@ -406,7 +406,8 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
     try:
         staged = commission.stage(source, paths, _bar("Copying model   ", as_json))
         bar = _bar("Burn-in         ", as_json)
-        burn = run_burn_in(commission.engine_config(source, staged, result), burn_in_s,
+        burn = run_burn_in(commission.engine_config(source, staged, result, profile, paths),
+                           burn_in_s,
                            tick=lambda t, _s: bar(t, burn_in_s),
                            gpu_cap_w=result.value("gpu_power_cap_w"))
         checks = judge(burn, profile, result, len(facts.gpus))

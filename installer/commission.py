@@ -29,6 +29,7 @@ from appliance.config import Paths, load_settings, validate_settings
 from appliance.errors import ModelIntegrityError
 from appliance.fileio import write_atomic
 from appliance.hardware.facts import HostFacts
+from appliance.inference.factory import engine_config as make_engine_config
 from appliance.inference.protocol import EngineConfig
 from appliance.models import (
     MANIFEST,
@@ -140,14 +141,15 @@ def stage(source: ModelSource, paths: Paths, progress: Bytes | None) -> Path:
     return staged
 
 
-def engine_config(source: ModelSource, model_path: Path, plan: Plan) -> EngineConfig:
-    return EngineConfig(
-        model_id=source.entry.id, model_path=str(model_path), model_sha256=source.entry.sha256,
-        n_ctx=plan.value("n_ctx"), n_threads=plan.value("n_threads"),
-        n_batch=plan.value("n_batch"), n_gpu_layers=plan.value("n_gpu_layers"),
-        n_ubatch=plan.value("n_ubatch"), kv_cache_type=plan.value("kv_cache_type"),
-        flash_attn=plan.value("flash_attn"), use_mmap=plan.value("use_mmap"),
-        use_mlock=plan.value("use_mlock"))
+def engine_config(source: ModelSource, model_path: Path, plan: Plan, profile: Profile,
+                  paths: Paths) -> EngineConfig:
+    """The engine the daemon will run once this plan is written: built from the very config
+    text `commit` writes, through the daemon's own factory, so the burn-in runs the same
+    settings (stream interval included) and not a copy of them."""
+    text = planned_config(paths.config_file, source.entry.id, plan, profile)
+    settings = validate_settings(tomllib.loads(text), paths.config_file)
+    return make_engine_config(settings.model, settings.generation, source.entry.id, model_path,
+                              source.entry.sha256)
 
 
 def commit(source: ModelSource, staged: Path, paths: Paths, plan: Plan, profile: Profile) -> Path:

@@ -20,11 +20,14 @@ _REBUILD = ("rebuild it for this CPU: .venv/bin/pip install --no-cache-dir --for
 
 def _decode(model_id: str, model_path: str) -> None:
     # Through the engine module, the one importer of llama_cpp: what is checked is what runs.
+    from appliance.config import GenerationSettings, ModelSettings
+    from appliance.inference.factory import engine_config
     from appliance.inference.llama import LlamaEngine
-    from appliance.inference.protocol import EngineConfig, Finished, GenerationRequest
+    from appliance.inference.protocol import Finished, GenerationRequest
 
-    engine = LlamaEngine(EngineConfig(model_id=model_id, model_path=model_path, model_sha256="",
-                                      n_ctx=256, n_threads=1, n_batch=64, n_gpu_layers=0))
+    engine = LlamaEngine(engine_config(ModelSettings(n_ctx=256, n_threads=1, n_batch=64),
+                                       GenerationSettings(), model_id, Path(model_path), "",
+                                       environ={}))
     request = GenerationRequest(({"role": "user", "content": "Check the belt tension."},),
                                 max_tokens=4, temperature=0.0)
     events = list(engine.generate(request, lambda: False))
