@@ -1,7 +1,10 @@
 """Shared fixtures: an isolated GEMBA_HOME per test, a real daemon per session, the network guard.
 
 Everything runs the real parts: the embedded SmolLM2 model under llama.cpp, real SQLite files,
-real HTTP on loopback. Every process the tests start (and this one) has the network guard
+real HTTP on loopback. Tests of what is around the model (queue, cancel, crashes, console, the
+governor) may run their daemon on the scripted engine instead (`fake_home`, `fake_daemon`,
+`GembaHome.use_fake_engine`): the same worker, supervisor, store and API, exact tokens at a known
+pace. Every process the tests start (and this one) has the network guard
 (tests/netguard/sitecustomize.py): any traffic beyond loopback fails the session.
 """
 
@@ -30,6 +33,20 @@ PYTHON = sys.executable
 # A prompt the embedded model answers at temperature 0 with a long list (runs to the token
 # limit), so tests can cancel mid-answer without racing the model's own end.
 LONG_ANSWER_PROMPT = "List the numbers from 1 to 1000 separated by commas."
+
+# What the scripted engine (appliance/inference/fake.py) answers: FAKE_ANSWER to any question,
+# and to LONG_ANSWER_PROMPT the list it asks for, one number a token at FAKE_LONG_TOK_PER_S:
+# 20 s for the whole list, so a test cancels it mid-answer without racing its end.
+FAKE_ANSWER = "Check the belt tension, then reset the alarm."
+FAKE_LONG_ANSWER = ", ".join(str(n) for n in range(1, 1001)) + "."
+FAKE_LONG_TOK_PER_S = 50
+FAKE_SCRIPT: dict[str, Any] = {
+    "answer": FAKE_ANSWER, "tokens_per_s": 200,
+    "rules": [{"when": LONG_ANSWER_PROMPT, "answer": FAKE_LONG_ANSWER,
+               "tokens_per_s": FAKE_LONG_TOK_PER_S}]}
+FAKE_MARKED_FIXTURES = {"fake_home", "fake_daemon"}
+_daemons_started: dict[str, list[str]] = {"real model": [], "scripted engine": []}
+"""Tests whose home ran a daemon, by engine: the terminal summary counts them."""
 
 
 def free_port() -> int:
@@ -108,6 +125,18 @@ class GembaHome:
     def db_file(self) -> Path:
         return self.home / "data" / "gemba.db"
 
+    def use_fake_engine(self, **script: Any) -> GembaHome:
+        """Run this home's daemons on the scripted engine: FAKE_SCRIPT, with `script`'s keys
+        in its place (e.g. `tokens_per_s=10`, `rules=[...]`)."""
+        self.extra_env["GEMBA_FAKE_ENGINE"] = json.dumps({**FAKE_SCRIPT, **script})
+        return self
+
+    def note_daemon(self, test: str) -> None:
+        """Count this home's daemon, if one ran (only a daemon's governor writes telemetry)."""
+        if (self.home / "data" / "telemetry.db").exists():
+            engine = "scripted engine" if "GEMBA_FAKE_ENGINE" in self.extra_env else "real model"
+            _daemons_started[engine].append(test)
+
     def write_config(self, text: str) -> None:
         self.config_file.write_text(text, encoding="utf-8")
 
@@ -178,11 +207,41 @@ _make_home = make_home  # the name older test modules import
 
 
 @pytest.fixture
-def gemba_home(tmp_path: Path, netguard_log: Path) -> Iterator[GembaHome]:
+def gemba_home(tmp_path: Path, netguard_log: Path,
+               request: pytest.FixtureRequest) -> Iterator[GembaHome]:
     """A fresh appliance home; any daemon started in it is stopped afterwards."""
     home = make_home(tmp_path / "gemba", netguard_log)
     yield home
     home.stop_all()
+    home.note_daemon(request.node.nodeid)
+
+
+@pytest.fixture
+def fake_home(gemba_home: GembaHome) -> GembaHome:
+    """A fresh appliance home whose daemons answer with the scripted engine (FAKE_SCRIPT)."""
+    return gemba_home.use_fake_engine()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`-m fake` selects the tests whose daemon runs the scripted engine, `-m model` (also)
+    those that talk to the session's real daemon."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if FAKE_MARKED_FIXTURES & fixtures:
+            item.add_marker(pytest.mark.fake)
+        if "daemon" in fixtures:
+            item.add_marker(pytest.mark.model)
+
+
+@pytest.fixture(scope="session")
+def fake_daemon(tmp_path_factory: pytest.TempPathFactory,
+                netguard_log: Path) -> Iterator[GembaHome]:
+    """One daemon on the scripted engine, shared by the tests that only talk to it."""
+    home = make_home(tmp_path_factory.mktemp("fake-daemon") / "gemba", netguard_log)
+    home.use_fake_engine().start_daemon()
+    yield home
+    home.stop_all()
+    home.note_daemon("fake_daemon (session)")
 
 
 @pytest.fixture(scope="session")
@@ -192,3 +251,14 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, netguard_log: Path) -> Iter
     home.start_daemon()
     yield home
     home.stop_all()
+    home.note_daemon("daemon (session)")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How many daemons loaded the real model: issue 11 wants only the tests that need it to."""
+    counts = ", ".join(f"{len(tests)} on the {engine}" for engine, tests in
+                       _daemons_started.items())
+    if any(_daemons_started.values()):
+        terminalreporter.write_line(f"daemons started: {counts}")
+        for test in _daemons_started["real model"]:
+            terminalreporter.write_line(f"  real model: {test}", light=True)

@@ -1,8 +1,11 @@
 """The operator console as an operator meets it: type, watch the answer stream, cancel, recover.
 
-Pilot tests drive `ConsoleApp` at 80x24 against the session's real daemon and model; the last
-test runs `gemba console` in a real terminal (tmux). pytest-asyncio is not installed, so the
-Pilot tests are sync functions around `asyncio.run`. Timeouts are only deadlines for waiting.
+Pilot tests drive `ConsoleApp` at 80x24: an answer streamed from the real model, and the
+console's handling around answers (cancel, lock, hostile text) against the scripted engine's
+exact text. The last tests run `gemba console` in a real terminal (tmux) with the real model
+(the kiosk tour in en and zh with the scripted engine: the languages, not the model, differ).
+pytest-asyncio is not installed, so the Pilot tests are sync functions around `asyncio.run`.
+Timeouts are only deadlines for waiting.
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LONG_ANSWER_PROMPT, PYTHON, GembaHome, free_port
+from conftest import (
+    FAKE_LONG_ANSWER,
+    LONG_ANSWER_PROMPT,
+    PYTHON,
+    GembaHome,
+    free_port,
+)
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
 from appliance.client import ApplianceClient
 from appliance.console.app import ConsoleApp
-from appliance.console.ask import AnswerText
 from appliance.console.text import clean
 from tests.console_pilot import (
     PUMP_ALARM,
@@ -78,7 +86,7 @@ async def ask(pilot: Pilot[Any], app: ConsoleApp, question: str) -> None:
     await wait_for(pilot, lambda: app.answering, "the console to start answering", 10)
 
 
-# -- Pilot tests against the real daemon -----------------------------------------------------------
+# -- Pilot tests against a daemon ----------------------------------------------------------------
 @pytest.mark.model
 def test_operator_sees_streamed_answer_and_it_lands_in_history(daemon: GembaHome) -> None:
     question = "What does alarm E-104 mean?"
@@ -115,8 +123,8 @@ def test_operator_sees_streamed_answer_and_it_lands_in_history(daemon: GembaHome
     assert stored[-1]["content"].strip() == kept.strip()
 
 
-@pytest.mark.model
-def test_escape_stops_the_answer_and_keeps_the_partial_text(daemon: GembaHome) -> None:
+def test_escape_stops_the_answer_and_keeps_the_partial_text(fake_daemon: GembaHome) -> None:
+    daemon = fake_daemon
     before = conversation_ids(daemon)
     app = console(daemon, temperature=0.0, max_tokens=1500)
 
@@ -131,7 +139,7 @@ def test_escape_stops_the_answer_and_keeps_the_partial_text(daemon: GembaHome) -
             answer = shown(answers(app)[0])
             assert answer.endswith("[cancelled: partial answer kept]")
             partial = answer.removesuffix(" [cancelled: partial answer kept]")
-            assert partial.strip() and partial != PLACEHOLDER
+            assert partial.startswith("1, 2, ") and FAKE_LONG_ANSWER.startswith(partial)
             # Folded: the mark may wrap across two lines, depending on where the answer stopped.
             await wait_for(pilot, lambda: "[cancelled: partial answer kept]" in
                            " ".join(screen_text(app).split()), "the cancel mark to be in view", 10)
@@ -148,11 +156,11 @@ def test_escape_stops_the_answer_and_keeps_the_partial_text(daemon: GembaHome) -
     last = daemon.conversation(row["id"])["messages"][-1]
     assert last["role"] == "assistant"
     assert last["finish_reason"] == "cancelled"
+    assert FAKE_LONG_ANSWER.startswith(last["content"])
 
 
-@pytest.mark.model
-def test_question_box_is_locked_while_the_answer_streams(daemon: GembaHome) -> None:
-    app = console(daemon, temperature=0.0, max_tokens=1500)
+def test_question_box_is_locked_while_the_answer_streams(fake_daemon: GembaHome) -> None:
+    app = console(fake_daemon, temperature=0.0, max_tokens=1500)
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
@@ -215,26 +223,22 @@ def test_control_characters_never_reach_the_screen() -> None:
     assert clean("Überdruck 5 °C – OK\n") == "Überdruck 5 °C – OK\n"
 
 
-@pytest.mark.model
-def test_markup_and_escapes_in_an_answer_show_as_plain_text(daemon: GembaHome) -> None:
-    app = console(daemon, temperature=0.0, max_tokens=1500)
+def test_markup_and_escapes_in_an_answer_show_as_plain_text(fake_home: GembaHome) -> None:
     hostile = "[bold]x[/bold]\x1b[31m[link=http://example.com]y[/link]"
     expected = "[bold]x[/bold][link=http://example.com]y[/link]"
+    fake_home.use_fake_engine(answer=f"The label reads {hostile} today.")  # the model wrote it
+    fake_home.start_daemon()
+    app = console(fake_home, temperature=0.0)
 
     async def scenario() -> None:
         async with app.run_test(size=SIZE) as pilot:
-            await ask(pilot, app, LONG_ANSWER_PROMPT)
-            await wait_for(pilot, lambda: bool(app.ask_screen.answer_text), "some answer text")
-            screen = app.ask_screen
-            # As if the model had written it.
-            screen.post_message(AnswerText(screen._asked, hostile))
-            await wait_for(pilot, lambda: expected in screen.answer_text, "the injected text", 10)
-            await pilot.press("escape")
-            await wait_for(pilot, lambda: not app.answering, "the answer to stop", 30)
+            question_input(app).value = "What does the label on the pump say?"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: not app.answering and len(answers(app)) == 1,
+                           "the answer", 30)
 
             answer = answers(app)[0]
-            assert expected in shown(answer)
-            assert "\x1b" not in shown(answer)
+            assert shown(answer) == f"The label reads {expected} today."
             assert not answer.visual.spans, "no markup was interpreted"
             assert expected in screen_text(app).replace("\n", "")
 
@@ -349,15 +353,23 @@ def test_gemba_console_in_a_real_terminal_answers_and_quits(gemba_home: GembaHom
     assert asked and asked[0]["operator"] == "Wang Fang", "stored with who asked"
 
 
-@pytest.mark.model
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
-@pytest.mark.parametrize("lang", ["en", "zh", "ja"])
+@pytest.mark.parametrize(("lang", "engine"), [
+    pytest.param("ja", "real", marks=pytest.mark.model),  # CJK layout around real model text
+    pytest.param("en", "scripted", marks=pytest.mark.fake),
+    # zh on the real model runs past its deadline on two busy cores: SmolLM2 loops in Chinese
+    # up to the token limit. The zh screens with real text: the pump SOP test below.
+    pytest.param("zh", "scripted", marks=pytest.mark.fake),
+])
 def test_kiosk_console_in_a_real_terminal_in_each_language(gemba_home: GembaHome,
-                                                                 tmp_path: Path,
-                                                                 lang: str) -> None:
+                                                           tmp_path: Path, lang: str,
+                                                           engine: str) -> None:
     """Sign in (a CJK name in zh/ja), explain an alarm (F5), cancel an answer, read health (F4),
     find the alarm in history (F3); Ctrl+Q does not leave a kiosk console."""
     from appliance.console.i18n import Strings
+
+    if engine == "scripted":  # slow enough to be seen answering: 2 s for the alarm
+        gemba_home.use_fake_engine(tokens_per_s=4)
 
     t = Strings(lang)
     name = {"en": "Li Wei", "zh": "王芳", "ja": "山田"}[lang]
@@ -372,7 +384,9 @@ def test_kiosk_console_in_a_real_terminal_in_each_language(gemba_home: GembaHome
         def keys(*args: str) -> None:
             _tmux(socket, "send-keys", "-t", "console", *args)
 
-        _wait_pane(socket, lambda p: t("login.prompt") in p, "the sign-in form", 180)
+        # Ready first: the alarm typed ahead below must not reach a model still loading.
+        _wait_pane(socket, lambda p: t("login.prompt") in p
+                   and t("state.ready") in p.splitlines()[0], "the sign-in form, ready", 180)
         keys("-l", name)
         keys("Enter")
         _wait_pane(socket, lambda p: t("status.operator", operator=name) in p, "signed in", 10)
