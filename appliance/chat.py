@@ -58,6 +58,9 @@ class Question:
     """"off" answers without the plant documents; None follows `[knowledge] mode`."""
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    repeat_penalty: float = 1.0
+    penalty_last_n: int = 64
+    """The penalties against repetition loops (defaults: `[generation]`)."""
     json: bool = False
     """Answer in JSON (OpenAI's response_format json_object): a grammar constrains the model."""
 
@@ -66,7 +69,9 @@ class Question:
         """What the engine is asked to do for this question with these messages."""
         return GenerationRequest(messages, max_tokens, self.temperature, self.top_p, self.stop,
                                  self.seed, presence_penalty=self.presence_penalty,
-                                 frequency_penalty=self.frequency_penalty, json=self.json)
+                                 frequency_penalty=self.frequency_penalty,
+                                 repeat_penalty=self.repeat_penalty,
+                                 penalty_last_n=self.penalty_last_n, json=self.json)
 
     @property
     def text(self) -> str:

@@ -15,7 +15,8 @@ from tests.conftest import GembaHome
 pytestmark = pytest.mark.model
 
 LOOPING = "List the alarms of a conveyor."
-"""At temperature 0 the embedded model loops on this ("1.1.1: 1.1.1: ...") until the limit."""
+"""At temperature 0, without penalties, the embedded model loops on this ("1.1.1: 1.1.1: ...")
+until the limit."""
 
 
 def _client(daemon: GembaHome) -> openai.OpenAI:
@@ -63,19 +64,30 @@ def test_streaming_with_usage_gives_the_text_and_a_usage_chunk_at_the_end(
     assert plain.choices[0].message.content == text  # the same answer either way
 
 
-def test_frequency_and_presence_penalties_break_a_repetition_loop(daemon: GembaHome) -> None:
-    def most_repeated(reply: Any) -> int:
-        words = collections.Counter(reply.choices[0].message.content.split())
-        return words.most_common(1)[0][1]
+def _most_repeated(reply: Any) -> int:
+    words = collections.Counter(reply.choices[0].message.content.split())
+    return words.most_common(1)[0][1]
 
-    base = dict(messages=[{"role": "user", "content": LOOPING}], temperature=0, max_tokens=120,
-                extra_body={"knowledge": "off"})
-    looping = _ask(daemon, **base)
+
+_LOOPING_REQUEST = dict(messages=[{"role": "user", "content": LOOPING}], temperature=0,
+                        max_tokens=120, extra_body={"knowledge": "off"})
+
+
+def test_frequency_and_presence_penalties_break_a_repetition_loop(gemba_home: GembaHome) -> None:
+    gemba_home.write_config(gemba_home.config_file.read_text(encoding="utf-8")
+                            + "[generation]\nrepeat_penalty = 1.0\n")  # the default one off
+    gemba_home.start_daemon()
+    looping = _ask(gemba_home, **_LOOPING_REQUEST)
     assert looping.choices[0].finish_reason == "length"
-    assert most_repeated(looping) >= 10  # the loop this test is about
+    assert _most_repeated(looping) >= 10  # the loop this test is about
     for penalty in ({"frequency_penalty": 2.0}, {"presence_penalty": 2.0}):
-        penalised = _ask(daemon, **base, **penalty)
-        assert most_repeated(penalised) < most_repeated(looping) / 2, penalty
+        penalised = _ask(gemba_home, **_LOOPING_REQUEST, **penalty)
+        assert _most_repeated(penalised) < _most_repeated(looping) / 2, penalty
+
+
+def test_the_default_repeat_penalty_breaks_that_loop(daemon: GembaHome) -> None:
+    reply = _ask(daemon, **_LOOPING_REQUEST)
+    assert _most_repeated(reply) < 5
 
 
 def test_json_mode_is_held_to_json_by_a_grammar(daemon: GembaHome) -> None:

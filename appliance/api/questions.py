@@ -58,9 +58,15 @@ def question_from(body: ChatCompletionRequest, service: ChatService,
         top_p=0.95 if body.top_p is None else body.top_p,
         stop=stops, seed=body.seed, conversation_id=body.conversation_id, operator=body.user,
         knowledge=body.knowledge,
-        presence_penalty=body.presence_penalty or 0.0,
-        frequency_penalty=body.frequency_penalty or 0.0,
+        presence_penalty=_given(body.presence_penalty, gen.presence_penalty),
+        frequency_penalty=_given(body.frequency_penalty, gen.frequency_penalty),
+        repeat_penalty=gen.repeat_penalty, penalty_last_n=gen.penalty_last_n,
         json=json_mode)
+
+
+def _given(value: float | None, default: float) -> float:
+    """The request's value when it sent one (0 included), else the configured default."""
+    return default if value is None else value
 
 
 def _text(message: ChatMessage, index: int) -> str:

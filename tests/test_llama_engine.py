@@ -1,0 +1,169 @@
+"""The engine's own decode loop on llama.cpp's C API, against llama-cpp-python's `Llama.generate`.
+
+Greedy answers must be token for token what `Llama.generate` gives on the same loaded model
+(with and without penalties); seeds repeat; penalties change an answer; JSON mode gives JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.inference import llama as engine_module
+from appliance.inference.llama import LlamaEngine
+from appliance.inference.protocol import (
+    EngineConfig,
+    Finished,
+    GenerationRequest,
+    Piece,
+    Prompt,
+    Refused,
+)
+from appliance.models import resolve_verified
+from tests.conftest import LONG_ANSWER_PROMPT
+
+pytestmark = pytest.mark.model
+
+QUESTIONS = [
+    "What does alarm B-100 on the filler mean?",
+    "Why is the hydraulic pump noisy after a filter change?",
+    LONG_ANSWER_PROMPT,
+    "注塑机报警E-21是什么意思？",
+    "ポンプの圧力が低い原因は何ですか？",
+]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[LlamaEngine]:
+    _, model = resolve_verified("smollm2-135m-instruct-q4_1", Path("/nonexistent"))
+    yield LlamaEngine(EngineConfig("smollm2", str(model), "", n_ctx=2048, n_threads=2,
+                                   n_batch=512, n_gpu_layers=0))
+
+
+def _ask(engine: LlamaEngine, question: str, max_tokens: int = 48, temperature: float = 0.0,
+         **options: object) -> tuple[str, Finished]:
+    request = GenerationRequest(({"role": "user", "content": question},), max_tokens,
+                                temperature, **options)  # type: ignore[arg-type]
+    pieces, finished = [], None
+    for event in engine.generate(request, lambda: False):
+        if isinstance(event, Piece):
+            pieces.append(event.text)
+        elif isinstance(event, Finished):
+            finished = event
+    assert finished is not None
+    return "".join(pieces), finished
+
+
+def _reference(engine: LlamaEngine, question: str, max_tokens: int = 48, temperature: float = 0.0,
+               seed: int | None = None, **penalties: float) -> tuple[str, int]:
+    """What the engine answered before it had its own loop: `Llama.generate`."""
+    llm = engine._llm
+    prompt, _ = engine.tokenize_chat([{"role": "user", "content": question}])
+    llm.reset()
+    if seed is not None:
+        llm.set_seed(seed)
+    tokens: list[int] = []
+    generator = llm.generate(prompt, temp=temperature, top_p=0.95, reset=True, **penalties)
+    for token in generator:
+        if engine_module.llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+            break
+        tokens.append(token)
+        if len(tokens) >= max_tokens:
+            break
+    generator.close()
+    return llm.detokenize(tokens).decode("utf-8", errors="replace"), len(tokens)
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_greedy_answer_is_what_llama_generate_gives(engine: LlamaEngine, question: str) -> None:
+    text, finished = _ask(engine, question)
+    expected, tokens = _reference(engine, question)
+    assert text == expected
+    assert finished.completion_tokens == tokens
+
+
+@pytest.mark.parametrize("question", [QUESTIONS[0], LONG_ANSWER_PROMPT])
+def test_penalised_greedy_answer_is_what_llama_generate_gives(engine: LlamaEngine,
+                                                             question: str) -> None:
+    text, _ = _ask(engine, question, repeat_penalty=1.15, frequency_penalty=0.3,
+                   presence_penalty=0.2)
+    expected, _ = _reference(engine, question, repeat_penalty=1.15, frequency_penalty=0.3,
+                             presence_penalty=0.2)
+    assert text == expected
+
+
+@pytest.mark.parametrize("question", [QUESTIONS[1], QUESTIONS[4]])
+def test_seeded_penalised_answer_is_what_llama_generate_gives(engine: LlamaEngine,
+                                                             question: str) -> None:
+    """Sampling with penalties takes a short list first (llama.py `_shortlist`): it must not
+    change which token the seeded draw picks."""
+    penalties = {"repeat_penalty": 1.1, "frequency_penalty": 0.5, "presence_penalty": 0.3}
+    text, _ = _ask(engine, question, temperature=0.9, seed=11, **penalties)
+    expected, _ = _reference(engine, question, temperature=0.9, seed=11, **penalties)
+    assert text == expected
+
+
+def test_the_same_question_gets_the_same_answer_later(engine: LlamaEngine) -> None:
+    first, _ = _ask(engine, QUESTIONS[1])
+    _ask(engine, "A different, longer question about the conveyor belt and its motor?")
+    again, _ = _ask(engine, QUESTIONS[1])
+    assert again == first
+
+
+def test_a_seed_repeats_its_answer_above_temperature_zero(engine: LlamaEngine) -> None:
+    one, _ = _ask(engine, QUESTIONS[1], temperature=1.0, seed=42)
+    two, _ = _ask(engine, QUESTIONS[1], temperature=1.0, seed=42)
+    other, _ = _ask(engine, QUESTIONS[1], temperature=1.0, seed=7)
+    assert one == two
+    assert other != one
+
+
+@pytest.mark.parametrize("penalty", [{"repeat_penalty": 1.3}, {"frequency_penalty": 1.0},
+                                     {"presence_penalty": 1.0}], ids=str)
+def test_each_penalty_changes_an_answer(engine: LlamaEngine, penalty: dict[str, float]) -> None:
+    question = QUESTIONS[0]
+    plain, _ = _ask(engine, question, max_tokens=64)
+    penalised, _ = _ask(engine, question, max_tokens=64, **penalty)
+    assert penalised != plain
+
+
+def test_penalties_off_when_their_window_is_zero(engine: LlamaEngine) -> None:
+    plain, _ = _ask(engine, LONG_ANSWER_PROMPT, max_tokens=64)
+    windowless, _ = _ask(engine, LONG_ANSWER_PROMPT, max_tokens=64, repeat_penalty=1.3,
+                         penalty_last_n=0)
+    assert windowless == plain
+
+
+def test_json_mode_answers_json_only(engine: LlamaEngine) -> None:
+    text, finished = _ask(engine, "Give the status of pump P-7 (running, 4.2 bar) as JSON.",
+                          max_tokens=200, json=True)
+    assert finished.finish_reason == "stop"
+    assert isinstance(json.loads(text), dict)
+
+
+def test_cancel_is_checked_between_tokens(engine: LlamaEngine) -> None:
+    checks = []
+    request = GenerationRequest(({"role": "user", "content": LONG_ANSWER_PROMPT},), 100, 0.0)
+    events = list(engine.generate(request, lambda: checks.append(1) or len(checks) >= 3))
+    assert isinstance(events[0], Prompt)
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert (finished.finish_reason, finished.completion_tokens) == ("cancelled", 3)
+
+
+def test_a_prompt_that_does_not_fit_is_refused_and_the_engine_goes_on(
+        engine: LlamaEngine) -> None:
+    request = GenerationRequest(({"role": "user", "content": "pump " * 3000},), 10, 0.0)
+    events = list(engine.generate(request, lambda: False))
+    assert len(events) == 1 and isinstance(events[0], Refused)
+    assert events[0].kind == "prompt_too_long"
+    text, finished = _ask(engine, QUESTIONS[0], max_tokens=8)
+    assert text and finished.completion_tokens == 8
+
+
+def test_a_character_split_over_tokens_comes_out_whole(engine: LlamaEngine) -> None:
+    text, _ = _ask(engine, QUESTIONS[3], max_tokens=32)
+    assert "\ufffd" not in text
