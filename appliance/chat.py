@@ -94,6 +94,8 @@ class Answered:
     conversation_id: int
     message_id: int
     record: conversations.AnswerRecord
+    cached_tokens: int = 0
+    """Prompt tokens the engine did not read again (the conversation's earlier turns)."""
 
 
 @dataclass(frozen=True)
@@ -250,12 +252,10 @@ class ChatService:
         add a short answer from them alone (withheld when it names anything they lack)."""
         question = job.question
         lang = language_of(question.text)
-        state.grounded = _Grounded(lang, evidence)
+        state.grounded = grounded = _Grounded.of(evidence)
         state.conversation_id = await self._write(_store_question, question, self.model_id)
-        citations = tuple(hit.citation(n) for n, hit in enumerate(evidence.cited, 1))
-        nearest = tuple(hit.citation(n) for n, hit in enumerate(evidence.nearest, 1))
-        job.events.put_nowait(Accepted(state.conversation_id, 0, evidence.basis, citations,
-                                       nearest))
+        job.events.put_nowait(Accepted(state.conversation_id, 0, evidence.basis,
+                                       grounded.citations, grounded.nearest))
         if evidence.basis == "none":
             self._emit(job, state, refusal_text(lang, evidence.nearest))
             await self._finish_grounded(job, state, "stop")
@@ -302,12 +302,10 @@ class ChatService:
     async def _finish_grounded(self, job: AnswerJob, state: _Progress, finish: str) -> None:
         grounded = state.grounded
         assert grounded is not None and state.conversation_id is not None
-        citations = tuple(hit.citation(n) for n, hit in enumerate(grounded.evidence.cited, 1))
         prompt_tokens, completion_tokens = state.tokens
-        nearest = tuple(hit.citation(n) for n, hit in enumerate(grounded.evidence.nearest, 1))
         record = replace(self._record(state, finish, prompt_tokens, completion_tokens, None,
-                                      None), basis=grounded.evidence.basis, citations=citations,
-                         nearest=nearest)
+                                      None), basis=grounded.evidence.basis,
+                         citations=grounded.citations, nearest=grounded.nearest)
         message_id = await self._write(conversations.add_answer, state.conversation_id, record,
                                        self._audit_context())
         state.stored = True
@@ -339,7 +337,8 @@ class ChatService:
             message_id = await self._write(conversations.add_answer, state.conversation_id,
                                            record, self._audit_context())
             state.stored = True
-            job.events.put_nowait(Answered(state.conversation_id, message_id, record))
+            job.events.put_nowait(Answered(state.conversation_id, message_id, record,
+                                           event.cached_tokens))
 
     async def _fail(self, job: AnswerJob, state: _Progress, error: GembaError) -> None:
         try:
@@ -379,8 +378,17 @@ def _store_question(db: sqlite_utils.Database, question: Question, model_id: str
 
 @dataclass(frozen=True)
 class _Grounded:
-    lang: str
+    """The gate's verdict and its citations, numbered once for the stream and the record."""
+
     evidence: Evidence
+    citations: tuple[dict[str, Any], ...]
+    nearest: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def of(cls, evidence: Evidence) -> _Grounded:
+        return cls(evidence,
+                   tuple(hit.citation(n) for n, hit in enumerate(evidence.cited, 1)),
+                   tuple(hit.citation(n) for n, hit in enumerate(evidence.nearest, 1)))
 
 
 @dataclass

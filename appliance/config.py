@@ -54,7 +54,11 @@ class ModelSettings(_Section):
     id: str = DEFAULT_MODEL_ID
     """Catalog id of the model the daemon loads (`gemba models` lists them)."""
     n_ctx: int = Field(2048, ge=128, le=1_048_576)
-    """Context window in tokens (prompt plus answer)."""
+    """Context window in tokens (prompt plus answer) of each answer slot."""
+    n_parallel: int = Field(4, ge=1, le=64)
+    """Answers decoded at once, in one batch: each slot holds its own n_ctx of KV cache (and
+    keeps its conversation for the next turn); more requests wait in the queue. The installer
+    plans it from memory."""
     n_threads: int | None = Field(None, ge=1, le=1024)
     """CPU threads for decoding; unset means one per physical core."""
     n_batch: int = Field(512, ge=1, le=65536)

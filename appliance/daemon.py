@@ -136,7 +136,7 @@ class Daemon:
         self.settings, self.paths, self.engine, self.sock = settings, paths, engine, sock
         self.simulated = bool(sampler_spec)
         self.supervisor = EngineSupervisor(engine)
-        self.scheduler = Scheduler(settings.daemon.max_queue)
+        self.scheduler = Scheduler(settings.daemon.max_queue, slots=engine.n_parallel)
         self.writer = StoreWriter(paths.db_file)
         self.service = ChatService(db, self.supervisor, self.scheduler, engine.model_id,
                                    engine.model_sha256, settings.generation.system_prompt,

@@ -397,7 +397,8 @@ def predict(path: Path, n_ctx: int) -> tuple[Any, Any]:
     from installer.profiles import find_profile
 
     facts = read_model_facts(path)
-    plan = make_plan(probe(Path("/tmp")), find_profile(PROFILE), facts, n_ctx)
+    # One slot: the child loads one sequence, as this bench measures one context's memory.
+    plan = make_plan(probe(Path("/tmp")), find_profile(PROFILE), facts, n_ctx, 1)
     assert plan.value("n_ctx") == n_ctx, f"the plan chose n_ctx {plan.value('n_ctx')}, not {n_ctx}"
     assert plan.value("n_gpu_layers") == 0, "this bench measures CPU-only plans"
     return facts, plan

@@ -36,7 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import DEFAULT_MODEL_ID, GenerationSettings
-from appliance.inference.protocol import EngineConfig, Finished, GenerationRequest, Piece
+from appliance.inference.protocol import (
+    EngineConfig,
+    Finished,
+    GenerationRequest,
+    collect,
+    generate,
+)
 from appliance.models import resolve_verified
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,15 +158,8 @@ def ask(engine: Any, question: dict[str, str], request: GenerationRequest) -> An
     request = replace(request, messages=(
         {"role": "system", "content": GenerationSettings().system_prompt},
         {"role": "user", "content": question["question"]}))
-    pieces: list[str] = []
-    finished: Finished | None = None
-    for event in engine.generate(request, lambda: False):
-        if isinstance(event, Piece):
-            pieces.append(event.text)
-        elif isinstance(event, Finished):
-            finished = event
-    assert finished is not None
-    text = "".join(pieces)
+    text, finished = collect(generate(engine, request, lambda: False))
+    assert isinstance(finished, Finished), finished
     cut = finished.finish_reason == "length"
     return Answer(question["id"], question["lang"], text, finished.finish_reason,
                   finished.completion_tokens, finished.tok_per_s,

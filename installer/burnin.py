@@ -2,7 +2,10 @@
 then judged against the profile's limits.
 
 Runs the engine worker process directly (no daemon): the same code path the daemon uses, with
-the staged model file, so a model that crashes llama.cpp fails here and not on the line. The
+the staged model file, so a model that crashes llama.cpp fails here and not on the line. It
+keeps every answer slot busy (`n_parallel` answers at once, as on a line with every console
+asking), so heat, power and memory are measured at the load the daemon can reach; speed is
+each answer's own rate. The
 planned GPU power cap is set for the burn-in, as the daemon sets it, and the cards' own limits
 are restored afterwards. `judge` grades every figure the burn-in measures (CPU and GPU heat, box
 and GPU power, speed, memory) with the one grading of appliance.limits.
@@ -157,7 +160,8 @@ def _drive(conn, pid: int | None, config: EngineConfig, duration_s: float,  # ty
     ttfts: list[float] = []
     tokens = answers = job_id = 0
     next_sample = started
-    running = cancel_sent = False
+    running: set[int] = set()  # as many answers at once as the daemon will run (its slots)
+    cancel_sent = False
     while True:
         now = time.monotonic()
         if now >= next_sample:
@@ -166,16 +170,18 @@ def _drive(conn, pid: int | None, config: EngineConfig, duration_s: float,  # ty
             next_sample = now + sample_every_s
             if tick is not None:
                 tick(min(now - started, duration_s), sample)
-        if not running:
-            if now >= deadline:
-                break
-            job_id += 1
-            conn.send(Generate(job_id, GenerationRequest(
-                ({"role": "user", "content": _PROMPTS[job_id % len(_PROMPTS)]},),
-                max_tokens=128, temperature=0.7, seed=job_id)))
-            running, cancel_sent = True, False
-        elif now >= deadline and not cancel_sent:
-            conn.send(Cancel(job_id))  # once: the answer ends within a token
+        if now < deadline:
+            while len(running) < max(1, config.n_parallel):
+                job_id += 1
+                conn.send(Generate(job_id, GenerationRequest(
+                    ({"role": "user", "content": _PROMPTS[job_id % len(_PROMPTS)]},),
+                    max_tokens=128, temperature=0.7, seed=job_id)))
+                running.add(job_id)
+        elif not running:
+            break
+        elif not cancel_sent:
+            for job in running:
+                conn.send(Cancel(job))  # once: the answers end within a token
             cancel_sent = True
         if not conn.poll(min(0.2, max(0.0, next_sample - time.monotonic()))):
             continue
@@ -184,17 +190,15 @@ def _drive(conn, pid: int | None, config: EngineConfig, duration_s: float,  # ty
         except EOFError as exc:
             raise EngineError("the inference engine crashed during the burn-in",
                               "the box cannot run this model as planned; see the report") from exc
-        if job != job_id:
-            continue
-        if isinstance(event, Piece):
+        if job not in running or isinstance(event, Piece):
             continue
         if isinstance(event, Refused):
             raise EngineError(f"the engine refused a burn-in prompt: {event.message}", event.hint)
         if isinstance(event, Finished):
-            running = False
+            running.discard(job)
             answers += 1
             tokens += event.completion_tokens
-            # The answer cut at the deadline counts too, once it is long enough to time.
+            # The answers cut at the deadline count too, once long enough to time.
             if event.tok_per_s and event.completion_tokens >= _MIN_TIMED_TOKENS:
                 rates.append(event.tok_per_s)
             if event.ttft_s is not None and event.finish_reason != "cancelled":

@@ -221,12 +221,14 @@ def profile_new(from_probe: Path | None, output: Path | None, name: str | None,
 @click.option("--model", "model", default="smollm2-135m-instruct-q4_1", show_default=True,
               help="Catalog id or path of a .gguf file.")
 @click.option("--ctx", type=click.IntRange(min=128), default=None, help="Wanted context.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None,
+              help="Wanted answers at once (default 4); fewer if memory is short.")
 @click.option("--hardware", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Plan for a recorded probe (JSON) instead of this box.")
 @click.option("--json", "as_json", is_flag=True)
-def plan(profile_name: str | None, model: str, ctx: int | None, hardware: Path | None,
-         as_json: bool) -> None:
-    """Plan threads, context, GPU layers, KV cache and power for a model on a box.
+def plan(profile_name: str | None, model: str, ctx: int | None, parallel: int | None,
+         hardware: Path | None, as_json: bool) -> None:
+    """Plan threads, context, answers at once, GPU layers, KV cache and power for a model.
 
     Exit status 0 when no check fails, 3 when one does."""
     from installer.gguf_info import read_model_facts
@@ -234,7 +236,7 @@ def plan(profile_name: str | None, model: str, ctx: int | None, hardware: Path |
 
     facts = _facts(hardware)
     profile = _choose_profile(profile_name, facts)
-    result = make_plan(facts, profile, read_model_facts(_model_path(model)), ctx)
+    result = make_plan(facts, profile, read_model_facts(_model_path(model)), ctx, parallel)
     if as_json:
         _emit_json(plan_to_dict(result))
     else:
@@ -363,6 +365,8 @@ def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths,
 @click.option("--sha256", default=None, help="Expected hash of a model given by path.")
 @click.option("--model-id", default=None, help="Id to install a model file under.")
 @click.option("--ctx", type=click.IntRange(min=128), default=None, help="Wanted context.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=None,
+              help="Wanted answers at once (default 4); fewer if memory is short.")
 @click.option("--burn-in-s", type=FiniteFloatRange(min=1), default=120.0, show_default=True,
               help="Length of the sustained-generation burn-in.")
 @click.option("--system", is_flag=True, help="Also write a hardened systemd unit.")
@@ -371,8 +375,8 @@ def _source(model: str, sha256: str | None, model_id: str | None, paths: Paths,
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def apply(profile_name: str | None, model: str, sha256: str | None, model_id: str | None,
-          ctx: int | None, burn_in_s: float, system: bool, unit_dir: Path, yes: bool,
-          as_json: bool) -> None:
+          ctx: int | None, parallel: int | None, burn_in_s: float, system: bool, unit_dir: Path,
+          yes: bool, as_json: bool) -> None:
     """Commission this box: verify and install the model, write the planned config, burn in."""
     from appliance.hardware.probe import probe as probe_box
     from installer import commission
@@ -388,7 +392,7 @@ def apply(profile_name: str | None, model: str, sha256: str | None, model_id: st
     profile = _choose_profile(profile_name, facts)
     source, model_facts = _source(model, sha256, model_id, paths,
                                   _bar("Verifying model ", as_json))
-    result = make_plan(facts, profile, model_facts, ctx)
+    result = make_plan(facts, profile, model_facts, ctx, parallel)
     plan_dict = plan_to_dict(result)
     if not as_json:
         for line in describe_plan(result):

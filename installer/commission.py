@@ -49,8 +49,8 @@ from installer.profiles import Profile, budget_reason, budget_table
 from installer.systemd import unit_text
 
 _CHUNK = 4 << 20
-_PLANNED_KEYS = ("n_threads", "n_ctx", "n_gpu_layers", "n_batch", "n_ubatch", "kv_cache_type",
-                 "flash_attn", "use_mmap", "use_mlock", "gpu_power_cap_w")
+_PLANNED_KEYS = ("n_threads", "n_ctx", "n_parallel", "n_gpu_layers", "n_batch", "n_ubatch",
+                 "kv_cache_type", "flash_attn", "use_mmap", "use_mlock", "gpu_power_cap_w")
 
 Bytes = Callable[[int, int], None]
 """Progress of a byte-long step: (done, total)."""

@@ -1,4 +1,5 @@
-"""The plan: a pure function of (hardware, profile, model, wanted context) -> settings and checks.
+"""The plan: a pure function of (hardware, profile, model, wanted context and answers at once)
+-> settings and checks.
 
 Every chosen number carries the reason an expert would give. Checks are pass / warn / fail with a
 sentence and the figures; a failing check means the box must not run this model as planned.
@@ -7,7 +8,7 @@ No I/O here: the same inputs always give the same plan (tested table-driven over
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from appliance.hardware.facts import HostFacts
@@ -33,6 +34,8 @@ REPACKED_TYPES = ("Q4_0", "Q4_K", "IQ4_NL")
 VRAM_SAFETY_BYTES = 512 * MIB
 MIN_CONTEXT = 512
 CONTEXT_STEP = 256
+# Answers decoded at once when memory allows: a production line's consoles asking together.
+PARALLEL_TARGET = 4
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,8 @@ class _Shape:
     kv_type: str
     n_ubatch: int
     flash_attn: bool
+    n_parallel: int = 1
+    """Answers decoded at once: each slot holds its own KV cache of n_ctx tokens."""
 
 
 def estimate_memory(model: ModelFacts, shape: _Shape, facts: HostFacts,
@@ -120,7 +125,7 @@ def estimate_memory(model: ModelFacts, shape: _Shape, facts: HostFacts,
         cpu_share = (model.layers - offloaded) / max(model.layers, 1)
         weights_cpu += int(sum(model.bytes_by_type.get(t, 0) for t in REPACKED_TYPES)
                            * cpu_share)
-    kv_total = model.kv_bytes(shape.n_ctx, shape.kv_type, shape.n_ubatch)
+    kv_total = shape.n_parallel * model.kv_bytes(shape.n_ctx, shape.kv_type, shape.n_ubatch)
     kv_gpu = kv_total * offloaded // max(model.layers, 1)
     compute_gpu = _compute_gpu_bytes(model, shape) if offloaded else 0
     # With layers offloaded, the CPU keeps only the embedding lookup's small buffer.
@@ -153,26 +158,30 @@ def _compute_gpu_bytes(model: ModelFacts, shape: _Shape) -> int:
 
 def _compute_cpu_bytes(model: ModelFacts, shape: _Shape) -> int:
     """CPU compute memory actually touched: llama.cpp reserves logits for a whole micro-batch
-    but generation writes one row; reading a full-context prompt touches the attention scores,
-    their f16 copy (half again) and the masks (measured at 512-8192 tokens on three models)."""
+    but generation writes one row per slot; reading a full-context prompt touches the attention
+    scores, their f16 copy (half again) and the masks (measured at 512-8192 tokens on three
+    models). Slots do not widen the scores or masks: each slot's stream attends to its own
+    n_ctx, and a micro-batch's tokens are split between the streams."""
     ubatch = min(shape.n_ubatch, shape.n_ctx)
     masks = shape.n_ctx * ubatch * 4 * (2 if model.swa_layers else 1)
     work = ubatch * (2 * model.embedding + model.feed_forward) * 4
     scores = 0 if shape.flash_attn else shape.n_ctx * ubatch * model.heads * 4
-    return scores + scores // 2 + masks + work + model.vocab * 4
+    return scores + scores // 2 + masks + work + model.vocab * 4 * shape.n_parallel
 
 
 def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
-              wanted_ctx: int | None = None) -> Plan:
+              wanted_ctx: int | None = None, wanted_parallel: int | None = None) -> Plan:
     profile = profile_for_box(profile, facts)
     threads = _threads(facts, profile)
     ctx_limit, ctx_reason = _context_limit(model, profile, wanted_ctx)
     gpu = _gpu_offload(facts, model)
     shape, memory, memory_reason = _fit(facts, profile, model, ctx_limit, gpu)
+    shape, memory, parallel = _parallel(facts, profile, model, shape, memory, wanted_parallel)
     settings = {
         "n_threads": threads,
         "n_ctx": Choice(shape.n_ctx, f"{ctx_reason}; {memory_reason}" if shape.n_ctx == ctx_limit
                         else f"{shape.n_ctx} tokens, {memory_reason}"),
+        "n_parallel": parallel,
         "n_gpu_layers": Choice(shape.n_gpu_layers, gpu.reason),
         "n_batch": Choice(512, "512 tokens per prompt batch: llama.cpp's default, fast prompt "
                                "reading without a large buffer"),
@@ -260,14 +269,79 @@ def _fit(facts: HostFacts, profile: Profile, model: ModelFacts, ctx_limit: int,
     for shape in _candidates(first, model):
         memory = estimate_memory(model, shape, facts, profile)
         tried = shape
-        if memory.ram_bytes <= memory.ram_budget_bytes and (
-                memory.vram_bytes <= memory.vram_budget_bytes or not shape.n_gpu_layers
-                or facts.tegra is not None):
+        if _short_of(memory, shape, facts) is None:
             changes = _describe_changes(first, shape)
             return shape, memory, changes or "fits memory as wanted"
     return tried, estimate_memory(model, tried, facts, profile), (
         f"does not fit even at the smallest settings ({tried.n_ctx} tokens, micro-batch "
         f"{tried.n_ubatch}, {tried.kv_type} KV cache)")
+
+
+def _short_of(memory: MemoryEstimate, shape: _Shape, facts: HostFacts) -> str | None:
+    """The budget the shape overflows ("RAM" or "VRAM"), None when it fits both."""
+    if memory.ram_bytes > memory.ram_budget_bytes:
+        return "RAM"
+    if _counts_vram(shape, facts) and memory.vram_bytes > memory.vram_budget_bytes:
+        return "VRAM"
+    return None
+
+
+def _counts_vram(shape: _Shape, facts: HostFacts) -> bool:
+    """Layers on a discrete GPU: VRAM is a budget of its own (a Jetson's GPU shares the RAM)."""
+    return bool(shape.n_gpu_layers) and facts.tegra is None
+
+
+def _parallel(facts: HostFacts, profile: Profile, model: ModelFacts, shape: _Shape,
+              memory: MemoryEstimate, wanted: int | None) -> tuple[_Shape, MemoryEstimate, Choice]:
+    """The most answers at once, up to the target, whose KV caches fit beside the shape planned
+    for one answer: a slot never costs context, GPU layers, micro-batch or KV precision."""
+    target = wanted or PARALLEL_TARGET
+    chosen, chosen_memory = shape, memory
+    blocked = _short_of(memory, shape, facts)
+    for n in range(2, target + 1) if blocked is None else ():
+        trial = replace(shape, n_parallel=n)
+        estimate = estimate_memory(model, trial, facts, profile)
+        blocked = _short_of(estimate, trial, facts)
+        if blocked is not None:
+            break
+        chosen, chosen_memory = trial, estimate
+    reason = _parallel_reason(model, chosen, chosen_memory, facts, wanted, blocked)
+    return chosen, chosen_memory, Choice(chosen.n_parallel, reason)
+
+
+def _parallel_reason(model: ModelFacts, shape: _Shape, memory: MemoryEstimate, facts: HostFacts,
+                     wanted: int | None, blocked: str | None) -> str:
+    """`blocked`: the budget one more slot would overflow (None: the target fits)."""
+    n, target = shape.n_parallel, wanted or PARALLEL_TARGET
+    per_slot = model.kv_bytes(shape.n_ctx, shape.kv_type, shape.n_ubatch)
+    if _short_of(memory, shape, facts) is not None:
+        return (f"1 answer at a time ({target} wanted): the model does not fit the {blocked} "
+                f"budget even with one slot and its {_size(per_slot)} KV cache (see the memory "
+                "check)")
+    if blocked is not None:
+        budget = memory.ram_budget_bytes if blocked == "RAM" else memory.vram_budget_bytes
+        return (f"{_answers(n)} ({target} wanted): each slot's KV cache is "
+                f"{_size(per_slot)} and the {_size(budget)} {blocked} budget leaves room for "
+                + ("only 1" if n == 1 else str(n)))
+    slots = (f"its KV cache of {_size(per_slot)}" if n == 1 else
+             f"KV cache {_size(per_slot)} per slot, {_size(per_slot * n)} for {n},")
+    return (f"{_answers(n)}{', as requested' if wanted else ''}: {slots} fits the "
+            f"{_budgets(memory, shape, facts)}")
+
+
+def _answers(n: int) -> str:
+    return "1 answer at a time" if n == 1 else f"{n} answers at once"
+
+
+def _budgets(memory: MemoryEstimate, shape: _Shape, facts: HostFacts) -> str:
+    ram = _size(memory.ram_budget_bytes)
+    if _counts_vram(shape, facts):
+        return f"{ram} RAM and {_size(memory.vram_budget_bytes)} VRAM budgets"
+    return f"{ram} RAM budget"
+
+
+def _size(n_bytes: int) -> str:
+    return f"{n_bytes / GIB:.1f} GiB" if n_bytes >= GIB else f"{n_bytes / MIB:.0f} MiB"
 
 
 def _candidates(first: _Shape, model: ModelFacts):  # type: ignore[no-untyped-def]
@@ -369,7 +443,8 @@ def _check_quantization(model: ModelFacts, profile: Profile) -> Check:
 def _check_memory(memory: MemoryEstimate, shape: _Shape, model: ModelFacts) -> Check:
     figures = {"ram_needed_bytes": memory.ram_bytes, "ram_budget_bytes": memory.ram_budget_bytes,
                "vram_needed_bytes": memory.vram_bytes,
-               "vram_budget_bytes": memory.vram_budget_bytes, "n_ctx": shape.n_ctx}
+               "vram_budget_bytes": memory.vram_budget_bytes, "n_ctx": shape.n_ctx,
+               "n_parallel": shape.n_parallel}
     needed, budget = memory.ram_bytes / GIB, memory.ram_budget_bytes / GIB
     if memory.ram_bytes > memory.ram_budget_bytes:
         return Check("memory", "fail", f"{model.name} needs {needed:.2f} GiB of RAM even at "

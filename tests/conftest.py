@@ -216,6 +216,17 @@ def gemba_home(tmp_path: Path, netguard_log: Path,
     home.note_daemon(request.node.nodeid)
 
 
+@pytest.fixture(scope="session")
+def smollm() -> Any:
+    """The embedded model's GGUF facts (layers, KV size, weights), for plans and limits."""
+    from appliance.models import CATALOG, locate
+    from installer.gguf_info import read_model_facts
+
+    path = locate(CATALOG["smollm2-135m-instruct-q4_1"], Path("/nonexistent"))
+    assert path is not None
+    return read_model_facts(path)
+
+
 @pytest.fixture
 def fake_home(gemba_home: GembaHome) -> GembaHome:
     """A fresh appliance home whose daemons answer with the scripted engine (FAKE_SCRIPT)."""

@@ -182,9 +182,14 @@ def test_a_failed_engine_shows_why_in_a_banner(fake_daemon: GembaHome) -> None:
     run_closing(client, scenario)
 
 
-def test_escape_on_a_question_still_waiting_withdraws_it_at_once(fake_daemon: GembaHome) -> None:
-    """Another console's long answer holds the engine, so this question waits its turn. Esc
-    gives the console back now, not when the turn comes; the daemon drops the question then."""
+def test_escape_on_a_question_still_waiting_withdraws_it_at_once(fake_home: GembaHome) -> None:
+    """Another console's long answer holds the engine's one slot, so this question waits its
+    turn. Esc gives the console back now, not when the turn comes; the daemon drops the
+    question then."""
+    fake_home.write_config(f"[daemon]\nport = {fake_home.port}\n[model]\nn_parallel = 1\n")
+    fake_home.use_fake_engine(tokens_per_s=20)  # the other answer holds the slot for 20 s
+    fake_home.start_daemon()
+    fake_daemon = fake_home
     question = f"Withdrawn question {uuid.uuid4().hex[:6]}: why is the press slow?"
     body = {"messages": [{"role": "user", "content": LONG_ANSWER_PROMPT}], "max_tokens": 400,
             "temperature": 0}

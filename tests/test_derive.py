@@ -12,7 +12,6 @@ import pytest
 
 from appliance.errors import ConfigError
 from appliance.hardware.facts import HostFacts
-from appliance.models import CATALOG, locate
 from installer.derive import (
     TJMAX_ASSUMED_C,
     choose_profile,
@@ -20,7 +19,7 @@ from installer.derive import (
     profile_for_box,
     profile_toml,
 )
-from installer.gguf_info import ModelFacts, read_model_facts
+from installer.gguf_info import ModelFacts
 from installer.plan import make_plan
 from installer.profiles import find_profile, load_profile, load_profiles, match
 from tests.fakes.hardware import load_recorded, recorded_names, without_power
@@ -35,13 +34,6 @@ SOURCED = {"power.box_budget_w", "power.idle_w", "power.cpu_load_w", "thermal.cp
            "model.max_context", "model.thread_cap"}
 GPU_SOURCED = {"power.gpu_cap_w", "thermal.gpu_careful_c", "thermal.gpu_warning_c",
                "thermal.gpu_critical_c"}
-
-
-@pytest.fixture(scope="module")
-def smollm() -> ModelFacts:
-    path = locate(CATALOG["smollm2-135m-instruct-q4_1"], Path("/nonexistent"))
-    assert path is not None
-    return read_model_facts(path)
 
 
 def statuses(facts: HostFacts, model: ModelFacts) -> dict[str, str]:

@@ -89,14 +89,14 @@ def test_a_model_that_cannot_load_still_opens_the_console_with_the_reason(
     gemba_home.write_config(gemba_home.config_file.read_text() + "[model]\nn_ctx = 262144\n")
     script = tmp_path / "console.sh"
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in gemba_home.env.items())
-    # 4 GB of address space: the model loads, its 6 GB KV cache cannot be allocated.
+    # 4 GB of address space: the model loads, its KV cache (4 slots x 6 GB) cannot be allocated.
     script.write_text(f"#!/bin/sh\n{exports}export LANG=C.UTF-8\nulimit -v 4000000\n"
                       f"cd {shlex.quote(str(gemba_home.home))}\n"
                       f"{shlex.quote(sys.executable)} -m appliance console --operator W1\n"
                       "echo console-exit=$?\nsleep 60\n", encoding="utf-8")
     script.chmod(0o755)
     with terminal(script) as socket:
-        pane = _wait_pane(socket, lambda p: "llama_context" in " ".join(p.split()),
+        pane = _wait_pane(socket, lambda p: "could not create its context" in " ".join(p.split()),
                           "the failure's reason on the console", 120)
         assert "console-exit" not in pane, pane
         assert "Gemba | model" in pane

@@ -14,7 +14,14 @@ from appliance.config import GenerationSettings, ModelSettings
 from appliance.errors import ConfigError
 from appliance.inference.factory import engine_config
 from appliance.inference.fake import FakeEngine, FakeScript
-from appliance.inference.protocol import Finished, GenerationRequest, Piece, Prompt, Refused
+from appliance.inference.protocol import (
+    Finished,
+    GenerationRequest,
+    Piece,
+    Prompt,
+    Refused,
+    generate,
+)
 from tests.conftest import GembaHome
 
 SCRIPT = {"answer": "Check the belt tension, then reset the alarm.", "tokens_per_s": 500,
@@ -31,7 +38,7 @@ def _engine(script: dict, n_ctx: int = 512) -> FakeEngine:
 def _run(engine: FakeEngine, question: str, **kwargs: object) -> list[object]:
     request = GenerationRequest(({"role": "user", "content": question},), **{
         "max_tokens": 64, "temperature": 0.0, **kwargs})
-    return list(engine.generate(request, lambda: False))
+    return list(generate(engine, request, lambda: False))
 
 
 def test_the_script_is_answered_word_by_word_and_stops_where_asked() -> None:

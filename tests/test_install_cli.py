@@ -244,6 +244,33 @@ def test_apply_keeps_the_engineers_comments_and_settings(tmp_path: Path) -> None
     assert again.count("[plan]") == 1 and again.count("ask R. Tanaka") == 1
 
 
+def test_apply_writes_the_planned_slots_and_the_engine_gets_them(tmp_path: Path) -> None:
+    from appliance.config import Paths
+    from installer.commission import ModelSource, engine_config, planned_config
+    from installer.plan import make_plan
+    from installer.profiles import best_match, load_profiles
+    from tests.fakes.hardware import load_recorded
+    from tests.test_plan import llama_8b_q4_k
+
+    # An 8B model on the A2000 box: its VRAM holds fewer than the 4 slots a config defaults to.
+    facts = load_recorded("ipc-rtx-a2000-12gb")
+    matched = best_match(load_profiles(), facts)
+    assert matched is not None
+    plan = make_plan(facts, matched.profile, llama_8b_q4_k(), 8192)
+    slots = plan.value("n_parallel")
+    assert 1 <= slots < 4
+    paths = Paths.from_env({"GEMBA_HOME": str(tmp_path)})
+    written = tomllib.loads(planned_config(paths.config_file, DEFAULT.id, plan, matched.profile))
+    assert written["model"]["n_parallel"] == slots
+    assert written["plan"]["reasons"]["model.n_parallel"] == plan.settings["n_parallel"].reason
+    # The burn-in's engine is built from that very text, as the daemon builds its own.
+    model_path = locate(DEFAULT, Path("/nonexistent"))
+    assert model_path is not None
+    config = engine_config(ModelSource(DEFAULT, model_path), model_path, plan, matched.profile,
+                           paths)
+    assert config.n_parallel == slots
+
+
 @pytest.mark.model
 def test_apply_commissions_the_box_and_the_daemon_obeys_the_plan(
         gemba_home: GembaHome, usb_model: Path) -> None:

@@ -21,10 +21,9 @@ from appliance.hardware.facts import HostFacts
 from appliance.hardware.nvml import PowerLimits
 from appliance.hardware.telemetry import take_sample
 from appliance.limits import BURN_IN, LEVELS, PLAN, Limits, Severity, power_limits
-from appliance.models import CATALOG, locate
 from installer.burnin import BurnInResult, capped_gpus, judge, summarise
 from installer.derive import choose_profile
-from installer.gguf_info import ModelFacts, read_model_facts
+from installer.gguf_info import ModelFacts
 from installer.plan import Plan, make_plan
 from installer.profiles import Profile, budget_table, find_profile, load_profiles
 from tests.fakes.hardware import (
@@ -37,13 +36,6 @@ from tests.fakes.hardware import (
 )
 
 PROFILES = load_profiles()
-
-
-@pytest.fixture(scope="module")
-def smollm() -> ModelFacts:
-    path = locate(CATALOG["smollm2-135m-instruct-q4_1"], Path("/nonexistent"))
-    assert path is not None
-    return read_model_facts(path)
 
 
 def planned(facts: HostFacts, model: ModelFacts) -> tuple[Profile, Plan]:

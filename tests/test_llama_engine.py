@@ -1,7 +1,9 @@
 """The engine's own decode loop on llama.cpp's C API, against llama-cpp-python's `Llama.generate`.
 
-Greedy answers must be token for token what `Llama.generate` gives on the same loaded model
-(with and without penalties); seeds repeat; penalties change an answer; JSON mode gives JSON.
+Greedy answers must be token for token what `Llama.generate` gives on the same model (with and
+without penalties); seeds repeat; penalties change an answer; JSON mode gives JSON. Answers
+decoded together in slots are each the answer given alone; a follow-up reads only its new
+tokens.
 """
 
 from __future__ import annotations
@@ -10,17 +12,19 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import llama_cpp
 import pytest
 
-from appliance.inference import llama as engine_module
 from appliance.inference.llama import LlamaEngine
 from appliance.inference.protocol import (
     EngineConfig,
+    Event,
     Finished,
     GenerationRequest,
-    Piece,
     Prompt,
     Refused,
+    collect,
+    generate,
 )
 from appliance.models import resolve_verified
 from tests.conftest import LONG_ANSWER_PROMPT
@@ -36,31 +40,42 @@ QUESTIONS = [
 ]
 
 
+def _model_path() -> str:
+    return str(resolve_verified("smollm2-135m-instruct-q4_1", Path("/nonexistent"))[1])
+
+
 @pytest.fixture(scope="module")
 def engine() -> Iterator[LlamaEngine]:
-    _, model = resolve_verified("smollm2-135m-instruct-q4_1", Path("/nonexistent"))
-    yield LlamaEngine(EngineConfig("smollm2", str(model), "", n_ctx=2048, n_threads=2,
-                                   n_batch=512, n_gpu_layers=0))
+    engine = LlamaEngine(EngineConfig("smollm2", _model_path(), "", n_ctx=2048, n_threads=2,
+                                      n_batch=512, n_gpu_layers=0, n_parallel=4))
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def llm() -> llama_cpp.Llama:
+    """llama-cpp-python's own high-level loop, for reference."""
+    return llama_cpp.Llama(_model_path(), n_ctx=2048, n_threads=2, n_batch=512, verbose=False)
+
+
+def _request(question: str, max_tokens: int = 48, temperature: float = 0.0,
+             **options: object) -> GenerationRequest:
+    return GenerationRequest(({"role": "user", "content": question},), max_tokens,
+                             temperature, **options)  # type: ignore[arg-type]
 
 
 def _ask(engine: LlamaEngine, question: str, max_tokens: int = 48, temperature: float = 0.0,
          **options: object) -> tuple[str, Finished]:
-    request = GenerationRequest(({"role": "user", "content": question},), max_tokens,
-                                temperature, **options)  # type: ignore[arg-type]
-    pieces, finished = [], None
-    for event in engine.generate(request, lambda: False):
-        if isinstance(event, Piece):
-            pieces.append(event.text)
-        elif isinstance(event, Finished):
-            finished = event
-    assert finished is not None
-    return "".join(pieces), finished
+    request = _request(question, max_tokens, temperature, **options)
+    text, finished = collect(generate(engine, request, lambda: False))
+    assert isinstance(finished, Finished)
+    return text, finished
 
 
-def _reference(engine: LlamaEngine, question: str, max_tokens: int = 48, temperature: float = 0.0,
-               seed: int | None = None, **penalties: float) -> tuple[str, int]:
+def _reference(engine: LlamaEngine, llm: llama_cpp.Llama, question: str, max_tokens: int = 48,
+               temperature: float = 0.0, seed: int | None = None,
+               **penalties: float) -> tuple[str, int]:
     """What the engine answered before it had its own loop: `Llama.generate`."""
-    llm = engine._llm
     prompt, _ = engine.tokenize_chat([{"role": "user", "content": question}])
     llm.reset()
     if seed is not None:
@@ -68,7 +83,7 @@ def _reference(engine: LlamaEngine, question: str, max_tokens: int = 48, tempera
     tokens: list[int] = []
     generator = llm.generate(prompt, temp=temperature, top_p=0.95, reset=True, **penalties)
     for token in generator:
-        if engine_module.llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
             break
         tokens.append(token)
         if len(tokens) >= max_tokens:
@@ -78,31 +93,34 @@ def _reference(engine: LlamaEngine, question: str, max_tokens: int = 48, tempera
 
 
 @pytest.mark.parametrize("question", QUESTIONS)
-def test_greedy_answer_is_what_llama_generate_gives(engine: LlamaEngine, question: str) -> None:
+def test_greedy_answer_is_what_llama_generate_gives(engine: LlamaEngine, llm: llama_cpp.Llama,
+                                                    question: str) -> None:
     text, finished = _ask(engine, question)
-    expected, tokens = _reference(engine, question)
+    expected, tokens = _reference(engine, llm, question)
     assert text == expected
     assert finished.completion_tokens == tokens
 
 
 @pytest.mark.parametrize("question", [QUESTIONS[0], LONG_ANSWER_PROMPT])
 def test_penalised_greedy_answer_is_what_llama_generate_gives(engine: LlamaEngine,
+                                                             llm: llama_cpp.Llama,
                                                              question: str) -> None:
     text, _ = _ask(engine, question, repeat_penalty=1.15, frequency_penalty=0.3,
                    presence_penalty=0.2)
-    expected, _ = _reference(engine, question, repeat_penalty=1.15, frequency_penalty=0.3,
+    expected, _ = _reference(engine, llm, question, repeat_penalty=1.15, frequency_penalty=0.3,
                              presence_penalty=0.2)
     assert text == expected
 
 
 @pytest.mark.parametrize("question", [QUESTIONS[1], QUESTIONS[4]])
 def test_seeded_penalised_answer_is_what_llama_generate_gives(engine: LlamaEngine,
+                                                             llm: llama_cpp.Llama,
                                                              question: str) -> None:
     """Sampling with penalties takes a short list first (llama.py `_shortlist`): it must not
     change which token the seeded draw picks."""
     penalties = {"repeat_penalty": 1.1, "frequency_penalty": 0.5, "presence_penalty": 0.3}
     text, _ = _ask(engine, question, temperature=0.9, seed=11, **penalties)
-    expected, _ = _reference(engine, question, temperature=0.9, seed=11, **penalties)
+    expected, _ = _reference(engine, llm, question, temperature=0.9, seed=11, **penalties)
     assert text == expected
 
 
@@ -147,7 +165,7 @@ def test_json_mode_answers_json_only(engine: LlamaEngine) -> None:
 def test_cancel_is_checked_between_tokens(engine: LlamaEngine) -> None:
     checks = []
     request = GenerationRequest(({"role": "user", "content": LONG_ANSWER_PROMPT},), 100, 0.0)
-    events = list(engine.generate(request, lambda: checks.append(1) or len(checks) >= 3))
+    events = list(generate(engine, request, lambda: checks.append(1) or len(checks) >= 3))
     assert isinstance(events[0], Prompt)
     finished = events[-1]
     assert isinstance(finished, Finished)
@@ -157,7 +175,7 @@ def test_cancel_is_checked_between_tokens(engine: LlamaEngine) -> None:
 def test_a_prompt_that_does_not_fit_is_refused_and_the_engine_goes_on(
         engine: LlamaEngine) -> None:
     request = GenerationRequest(({"role": "user", "content": "pump " * 3000},), 10, 0.0)
-    events = list(engine.generate(request, lambda: False))
+    events = list(generate(engine, request, lambda: False))
     assert len(events) == 1 and isinstance(events[0], Refused)
     assert events[0].kind == "prompt_too_long"
     text, finished = _ask(engine, QUESTIONS[0], max_tokens=8)
@@ -167,3 +185,71 @@ def test_a_prompt_that_does_not_fit_is_refused_and_the_engine_goes_on(
 def test_a_character_split_over_tokens_comes_out_whole(engine: LlamaEngine) -> None:
     text, _ = _ask(engine, QUESTIONS[3], max_tokens=32)
     assert "\ufffd" not in text
+
+
+def _together(engine: LlamaEngine, requests: dict[int, GenerationRequest],
+              admit_at: dict[int, int] | None = None,
+              cancel_at: dict[int, int] | None = None) -> dict[int, tuple[str, Event]]:
+    """Run jobs in the engine's slots at once: job j is admitted at step admit_at[j] (default
+    0) and cancelled at step cancel_at[j]; each job's text and last event."""
+    admit_at, cancel_at = admit_at or {}, cancel_at or {}
+    events: dict[int, list[Event]] = {job: [] for job in requests}
+    done: set[int] = set()
+    step = 0
+    while len(done) < len(requests):
+        for job, request in requests.items():
+            if admit_at.get(job, 0) == step:
+                first = engine.admit(job, request)
+                events[job].append(first)
+                if isinstance(first, Refused):
+                    done.add(job)
+            if cancel_at.get(job) == step and job not in done:
+                events[job].extend(engine.cancel(job))
+                done.add(job)
+        for job, event in engine.step():
+            events[job].append(event)
+            if isinstance(event, (Finished, Refused)):
+                done.add(job)
+        step += 1
+    assert engine.active == 0
+    return {job: collect(job_events) for job, job_events in events.items()}
+
+
+def test_answers_decoded_together_are_each_the_answer_given_alone(engine: LlamaEngine) -> None:
+    questions = [QUESTIONS[0], QUESTIONS[1], QUESTIONS[3], QUESTIONS[4]]
+    alone = [_ask(engine, question, max_tokens=40)[0] for question in questions]
+    together = _together(engine, {n: _request(q, 40) for n, q in enumerate(questions)})
+    assert [together[n][0] for n in range(4)] == alone
+    # A job that comes while the others answer reads its prompt in their batch.
+    staggered = _together(engine, {n: _request(q, 40) for n, q in enumerate(questions)},
+                          admit_at={1: 5, 2: 9, 3: 17})
+    assert [staggered[n][0] for n in range(4)] == alone
+
+
+def test_one_slot_cancelled_leaves_the_others_answering(engine: LlamaEngine) -> None:
+    questions = [QUESTIONS[0], LONG_ANSWER_PROMPT, QUESTIONS[4]]
+    alone = [_ask(engine, question, max_tokens=40)[0] for question in questions]
+    result = _together(engine, {n: _request(q, 40) for n, q in enumerate(questions)},
+                       cancel_at={1: 6})
+    text, last = result[1]
+    assert isinstance(last, Finished) and last.finish_reason == "cancelled"
+    assert 0 < last.completion_tokens < 40 and alone[1].startswith(text)
+    assert (result[0][0], result[2][0]) == (alone[0], alone[2])
+
+
+def test_a_follow_up_reads_only_its_new_tokens(engine: LlamaEngine) -> None:
+    turns = [{"role": "user", "content": QUESTIONS[0]}]
+    first, finished = _ask(engine, QUESTIONS[0])
+    assert finished.cached_tokens == 0
+    turns += [{"role": "assistant", "content": first},
+              {"role": "user", "content": "And how do I reset it?"}]
+    request = GenerationRequest(tuple(turns), 32, 0.0)
+    text, follow_up = collect(generate(engine, request, lambda: False))
+    assert isinstance(follow_up, Finished) and text
+    # The whole first turn (prompt and answer) was in the slot's cache.
+    first_prompt, _ = engine.tokenize_chat(turns[:1])
+    assert follow_up.cached_tokens >= len(first_prompt) + finished.completion_tokens - 1
+    assert follow_up.cached_tokens < follow_up.prompt_tokens
+    # A new conversation is read whole.
+    _, fresh = _ask(engine, QUESTIONS[1])
+    assert fresh.cached_tokens == 0

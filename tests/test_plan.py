@@ -7,25 +7,16 @@ embedded model's facts come from its real GGUF file; a larger model is described
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from appliance.models import CATALOG, locate
 from installer.derive import choose_profile
-from installer.gguf_info import ModelFacts, read_model_facts
-from installer.plan import GIB, Plan, make_plan
+from installer.gguf_info import ModelFacts
+from installer.plan import GIB, MIB, PARALLEL_TARGET, Plan, make_plan
 from installer.profiles import best_match, load_profiles
 from tests.fakes.hardware import load_recorded, recorded_names
 
 PROFILES = load_profiles()
-
-
-@pytest.fixture(scope="module")
-def smollm() -> ModelFacts:
-    path = locate(CATALOG["smollm2-135m-instruct-q4_1"], Path("/nonexistent"))
-    assert path is not None
-    return read_model_facts(path)
 
 
 def llama_8b_q4_k() -> ModelFacts:
@@ -104,16 +95,23 @@ def test_too_small_box_is_refused_with_needed_and_available_memory() -> None:
     assert plan.exit_code == 3
 
 
+def with_ram_budget(box: str, budget_bytes: int) -> tuple:
+    """The recorded box, its available RAM set so that the plan's RAM budget is `budget_bytes`."""
+    facts = load_recorded(box)
+    profile = best_match(PROFILES, facts).profile
+    reserved = int(profile.memory.reserved_ram_gib * GIB)
+    return replace(facts, memory=replace(facts.memory, available_bytes=reserved + budget_bytes,
+                                         cgroup_limit_bytes=None)), profile
+
+
 def test_tight_memory_shrinks_the_context_and_says_so() -> None:
     model = llama_8b_q4_k()
-    roomy = plan_for("i7-ipc-32gb", model, 8192)
-    assert roomy.value("n_ctx") == 8192
     facts = load_recorded("i7-ipc-32gb")
     profile = best_match(PROFILES, facts).profile
-    # Just short of what the full context needs: the planner must give something up.
-    short = roomy.memory.ram_bytes - 200 * 2**20
-    squeezed_facts = replace(facts, memory=replace(
-        facts.memory, available_bytes=int(profile.memory.reserved_ram_gib * GIB) + short))
+    roomy = make_plan(facts, profile, model, 8192, 1)
+    assert roomy.value("n_ctx") == 8192
+    # Just short of what the full context needs for one answer: something must give.
+    squeezed_facts, _ = with_ram_budget("i7-ipc-32gb", roomy.memory.ram_bytes - 200 * MIB)
     squeezed = make_plan(squeezed_facts, profile, model, 8192)
     assert squeezed.ok
     gave_up = [key for key in ("n_ctx", "n_ubatch", "kv_cache_type")
@@ -121,6 +119,114 @@ def test_tight_memory_shrinks_the_context_and_says_so() -> None:
     assert gave_up, "the planner must give something up to fit"
     assert "to fit memory" in squeezed.settings["n_ctx"].reason
     assert squeezed.memory.ram_bytes <= squeezed.memory.ram_budget_bytes
+    # The context comes first: no memory is left over for a second answer at once.
+    assert squeezed.value("n_parallel") == 1
+    assert "leaves room for only 1" in squeezed.settings["n_parallel"].reason
+
+
+def slot_kv_bytes(plan: Plan, model: ModelFacts) -> int:
+    """One answer slot's KV cache at the plan's own settings."""
+    return model.kv_bytes(plan.value("n_ctx"), plan.value("kv_cache_type"),
+                          plan.value("n_ubatch"))
+
+
+def test_big_memory_box_decodes_four_answers_at_once_and_names_the_kv_cache() -> None:
+    model = llama_8b_q4_k()
+    plan = plan_for("i7-ipc-32gb", model, 8192)
+    per_slot = slot_kv_bytes(plan, model)
+    assert plan.value("n_parallel") == PARALLEL_TARGET == 4
+    assert plan.memory.kv_cpu_bytes == 4 * per_slot
+    reason = plan.settings["n_parallel"].reason
+    assert reason.startswith("4 answers at once")
+    assert f"{per_slot / GIB:.1f} GiB per slot" in reason
+    assert f"{4 * per_slot / GIB:.1f} GiB for 4" in reason
+    assert f"{plan.memory.ram_budget_bytes / GIB:.1f} GiB RAM budget" in reason
+
+
+def test_small_model_names_its_slot_kv_cache_in_mib(smollm: ModelFacts) -> None:
+    plan = plan_for("i7-ipc-32gb", smollm)
+    per_slot = slot_kv_bytes(plan, smollm)
+    assert plan.value("n_parallel") == 4
+    assert f"KV cache {per_slot / MIB:.0f} MiB per slot, {4 * per_slot / MIB:.0f} MiB for 4" \
+        in plan.settings["n_parallel"].reason
+
+
+@pytest.mark.parametrize("spare_slots", [0, 1, 2, 3])
+def test_memory_for_the_context_but_not_four_slots_plans_fewer(spare_slots: int) -> None:
+    model = llama_8b_q4_k()
+    facts = load_recorded("i7-ipc-32gb")
+    profile = best_match(PROFILES, facts).profile
+    one = make_plan(facts, profile, model, 8192, 1)
+    per_slot = slot_kv_bytes(one, model)
+    # Room for one answer plus `spare_slots` more KV caches and half of another.
+    budget = one.memory.ram_bytes + int((spare_slots + 0.5) * per_slot)
+    tight, _ = with_ram_budget("i7-ipc-32gb", budget)
+    plan = make_plan(tight, profile, model, 8192)
+    expected = spare_slots + 1
+    assert plan.value("n_parallel") == expected
+    # Slots never cost the single answer's context, precision or micro-batch.
+    for key in ("n_ctx", "kv_cache_type", "n_ubatch"):
+        assert plan.value(key) == one.value(key), key
+    assert plan.memory.ram_bytes <= plan.memory.ram_budget_bytes
+    assert plan.memory.kv_cpu_bytes == expected * per_slot
+    reason = plan.settings["n_parallel"].reason
+    if expected < 4:
+        assert "(4 wanted)" in reason
+        assert f"each slot's KV cache is {per_slot / GIB:.1f} GiB" in reason
+        room = "only 1" if expected == 1 else str(expected)
+        assert reason.endswith(f"RAM budget leaves room for {room}")
+    else:
+        assert reason.startswith("4 answers at once:")
+
+
+def test_memory_estimate_grows_with_the_slots() -> None:
+    model = llama_8b_q4_k()
+    facts = load_recorded("i7-ipc-32gb")
+    profile = best_match(PROFILES, facts).profile
+    plans = [make_plan(facts, profile, model, 8192, n) for n in (1, 2, 4)]
+    per_slot = slot_kv_bytes(plans[0], model)
+    assert [p.value("n_parallel") for p in plans] == [1, 2, 4]
+    assert [p.memory.kv_cpu_bytes for p in plans] == [per_slot, 2 * per_slot, 4 * per_slot]
+    assert plans[2].memory.ram_bytes - plans[0].memory.ram_bytes >= 3 * per_slot
+    memory = next(c for c in plans[2].checks if c.name == "memory")
+    assert memory.figures["n_parallel"] == 4
+    assert memory.figures["ram_needed_bytes"] == plans[2].memory.ram_bytes
+
+
+def test_vram_decides_the_slots_when_every_layer_is_on_the_gpu() -> None:
+    model = llama_8b_q4_k()
+    plan = plan_for("ipc-rtx-a2000-12gb", model, 8192)
+    n = plan.value("n_parallel")
+    assert plan.value("n_gpu_layers") > model.layers  # slots do not push layers off the GPU
+    assert 1 <= n < 4
+    assert plan.memory.vram_bytes <= plan.memory.vram_budget_bytes
+    # The most that fit: one more slot's KV cache (all on the GPU) would not.
+    assert plan.memory.vram_bytes + slot_kv_bytes(plan, model) > plan.memory.vram_budget_bytes
+    assert plan.memory.kv_gpu_bytes == n * slot_kv_bytes(plan, model)
+    assert plan.settings["n_parallel"].reason.endswith(f"VRAM budget leaves room for {n}")
+
+
+def plan_for_parallel(box: str, model: ModelFacts, wanted: int) -> Plan:
+    facts = load_recorded(box)
+    return make_plan(facts, choose_profile(PROFILES, facts).profile, model, None, wanted)
+
+
+def test_requested_slots_replace_the_target_and_memory_still_caps_them(
+        smollm: ModelFacts) -> None:
+    eight = plan_for_parallel("rack-l4-24gb", smollm, 8)
+    assert eight.value("n_parallel") == 8
+    assert eight.settings["n_parallel"].reason.startswith("8 answers at once, as requested")
+    assert plan_for_parallel("rack-l4-24gb", smollm, 1).value("n_parallel") == 1
+    capped = plan_for_parallel("ipc-rtx-a2000-12gb", llama_8b_q4_k(), 64)
+    assert 1 <= capped.value("n_parallel") < 64
+    assert "(64 wanted)" in capped.settings["n_parallel"].reason
+
+
+def test_model_that_does_not_fit_plans_one_answer_and_says_why() -> None:
+    plan = plan_for("fanless-n100-8gb", llama_8b_q4_k())
+    assert plan.value("n_parallel") == 1
+    reason = plan.settings["n_parallel"].reason
+    assert "does not fit the RAM budget even with one slot" in reason
 
 
 def test_vram_too_small_for_every_layer_offloads_only_some() -> None:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from appliance import __version__
 from appliance.api.documents import DOCUMENTS, documents_router
-from appliance.api.limits import BodyLimit, HostGuard, RequireKey
+from appliance.api.guards import BodyLimit, HostGuard, RequireKey
 from appliance.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from appliance.api.metrics import AnswerWatch, Metrics, MetricsMiddleware
 from appliance.api.questions import question_from
@@ -279,10 +279,11 @@ async def _complete(job: AnswerJob, model_id: str, watch: AnswerWatch) -> JSONRe
         "usage": _usage(event), "gemba": _gemba(event)})
 
 
-def _usage(event: Answered) -> dict[str, int]:
+def _usage(event: Answered) -> dict[str, Any]:
     r = event.record
     return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-            "total_tokens": r.prompt_tokens + r.completion_tokens}
+            "total_tokens": r.prompt_tokens + r.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": event.cached_tokens}}
 
 
 def _gemba(event: Answered) -> dict[str, Any]:

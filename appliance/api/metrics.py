@@ -5,7 +5,7 @@ many apps in one process). Three sources feed it:
 
 - `MetricsMiddleware`, a pure ASGI middleware outermost in the app, counts every request by
   route template, method and status, and every refusal by reason: the 401 and 413 that the
-  guards in limits.py send before any route runs are counted too;
+  guards in guards.py send before any route runs are counted too;
 - an `AnswerWatch` per chat request observes the answer once it is given: time to first token,
   inter-token and end-to-end latency, prompt and completion tokens, how it finished;
 - a collector reads the appliance's state at scrape time (queue, engine, governor, temperatures
@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import (
 )
 from starlette.routing import Match
 
-from appliance.api.limits import Message, Receive, Scope, Send
+from appliance.api.guards import Message, Receive, Scope, Send
 from appliance.governor import MODES, Limits, limits_for
 from appliance.inference.protocol import Piece
 from appliance.store.conversations import AnswerRecord

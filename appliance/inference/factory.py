@@ -36,7 +36,7 @@ def engine_config(model: ModelSettings, generation: GenerationSettings, model_id
                               "unset it (it is for tests only) or fix the script") from exc
     return EngineConfig(
         model_id=model_id, model_path=str(model_path), model_sha256=model_sha256,
-        n_ctx=model.n_ctx, n_threads=model.n_threads or default_threads(),
+        n_ctx=model.n_ctx, n_parallel=model.n_parallel, n_threads=model.n_threads or default_threads(),
         n_batch=model.n_batch, n_gpu_layers=model.n_gpu_layers, n_ubatch=model.n_ubatch,
         kv_cache_type=model.kv_cache_type, flash_attn=model.flash_attn,
         use_mmap=model.use_mmap, use_mlock=model.use_mlock,

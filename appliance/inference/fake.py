@@ -20,7 +20,6 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -77,6 +76,27 @@ class FakeScript:
         return self
 
 
+@dataclass(eq=False)
+class _FakeJob:
+    job_id: int
+    script: FakeScript
+    tokens: list[str]
+    prompt_tokens: int
+    max_tokens: int
+    started: float
+    due: float
+    """When its next token is ready: each slot answers at the script's pace, as slots decoded
+    in one batch do."""
+    count: int = 0
+    first_at: float | None = None
+
+    def finished(self, reason: str) -> Finished:
+        now = time.perf_counter()
+        return Finished(reason, self.prompt_tokens, self.count,
+                        None if self.first_at is None else self.first_at - self.started,
+                        0.0 if self.first_at is None else now - self.first_at)
+
+
 class FakeEngine:
     """The `Engine` protocol, scripted. One per worker process, like the real one."""
 
@@ -88,55 +108,79 @@ class FakeEngine:
         if self.script.fail_load:
             raise RuntimeError(self.script.fail_load)
         self.n_threads = config.n_threads
+        self.jobs: dict[int, _FakeJob] = {}
 
     @property
     def n_ctx(self) -> int:
         return self.config.n_ctx
 
+    @property
+    def n_slots(self) -> int:
+        return max(1, self.config.n_parallel)
+
+    @property
+    def active(self) -> int:
+        return len(self.jobs)
+
     def set_threads(self, n_threads: int) -> None:
         self.n_threads = n_threads
 
-    def generate(self, request: GenerationRequest,
-                 cancelled: Callable[[], bool]) -> Iterator[Event]:
+    def admit(self, job_id: int, request: GenerationRequest) -> Prompt | Refused:
         started = time.perf_counter()
         question = next((m["content"] for m in reversed(request.messages)
                          if m["role"] == "user"), "")
         script = self.script.for_question(question)
         prompt_tokens = sum(len(_WORD.findall(m["content"])) + 4 for m in request.messages)
         if script.refuse:
-            yield Refused(script.refuse, f"the fake engine refuses: {script.refuse}",
-                          "this is a test script")
-            return
+            return Refused(script.refuse, f"the fake engine refuses: {script.refuse}",
+                           "this is a test script")
         if prompt_tokens + 16 > self.n_ctx:
-            yield Refused("prompt_too_long",
-                          f"the prompt is {prompt_tokens} tokens but the context window is "
-                          f"{self.n_ctx} tokens", "shorten the question")
-            return
+            return Refused("prompt_too_long",
+                           f"the prompt is {prompt_tokens} tokens but the context window is "
+                           f"{self.n_ctx} tokens", "shorten the question")
         max_tokens = min(request.max_tokens, self.n_ctx - prompt_tokens)
-        yield Prompt(prompt_tokens, max_tokens)
-        time.sleep(script.first_token_s)
         answer = script.answer
         for stop in request.stop:  # the whole answer is known: cut it at the first stop
             at = answer.find(stop)
             answer = answer[:at] if at >= 0 else answer
-        tokens = _WORD.findall(answer)
-        finish, count, first_at = "stop", 0, None
-        for token in tokens:
-            if count == script.crash_after:
-                os._exit(134)  # what SIGABRT from llama.cpp looks like to the supervisor
-            if count == script.hang_after:
-                time.sleep(3600)
-            if count >= max_tokens:
-                finish = "length"
-                break
-            if cancelled():
-                finish = "cancelled"
-                break
-            time.sleep(1.0 / script.tokens_per_s)
-            first_at = first_at or time.perf_counter()
-            count += 1
-            yield Piece(token)
-        ended = time.perf_counter()
-        yield Finished(finish, prompt_tokens, count,
-                       None if first_at is None else first_at - started,
-                       0.0 if first_at is None else ended - first_at)
+        self.jobs[job_id] = _FakeJob(job_id, script, _WORD.findall(answer), prompt_tokens,
+                                     max_tokens, started,
+                                     started + script.first_token_s + 1.0 / script.tokens_per_s)
+        return Prompt(prompt_tokens, max_tokens)
+
+    def step(self) -> list[tuple[int, Event]]:
+        """Wait for the next slot's token, then give every slot whose token is due its own."""
+        if not self.jobs:
+            return []
+        wait = min(job.due for job in self.jobs.values()) - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        now = time.perf_counter()
+        events: list[tuple[int, Event]] = []
+        for job in list(self.jobs.values()):
+            if job.due <= now:
+                events.extend((job.job_id, event) for event in self._advance(job, now))
+        return events
+
+    def _advance(self, job: _FakeJob, now: float) -> list[Event]:
+        if job.count == job.script.crash_after:
+            os._exit(134)  # what SIGABRT from llama.cpp looks like to the supervisor
+        if job.count == job.script.hang_after:
+            time.sleep(3600)
+        if job.count >= len(job.tokens) or job.count >= job.max_tokens:
+            del self.jobs[job.job_id]
+            return [job.finished("stop" if job.count >= len(job.tokens) else "length")]
+        token = job.tokens[job.count]
+        job.count += 1
+        job.first_at = job.first_at or now
+        job.due = now + 1.0 / job.script.tokens_per_s
+        return [Piece(token)]
+
+    def cancel(self, job_id: int) -> list[Event]:
+        job = self.jobs.pop(job_id, None)
+        return [] if job is None else [job.finished("cancelled")]
+
+    def abort_all(self) -> list[int]:
+        ended = list(self.jobs)
+        self.jobs.clear()
+        return ended

@@ -1,22 +1,35 @@
 """The llama.cpp engine: the only module that imports `llama_cpp`.
 
-It runs inside the worker process. The chat template is the model's own (GGUF metadata), rendered
-by llama-cpp-python's sandboxed Jinja formatter. `llama_cpp.Llama` only loads the model, context
-and vocabulary and tokenizes; the decode loop is ours, on llama.cpp's C API: `llama_decode` on a
-batch, then one `llama_sampler` chain (penalties, grammar, top-k, top-p, min-p, temperature,
-seeded distribution, or greedy) that picks the token inside llama.cpp, so no logits are copied
-into Python. Each token is counted, timed, detokenized incrementally and followed by a cancel
-check.
+It runs inside the worker process. llama-cpp-python's `LlamaModel` loads the weights and
+vocabulary; the context, the batch and the decode loop are ours, on llama.cpp's C API. The
+context has `n_parallel` sequences, one per answer slot, each with its own KV cache of `n_ctx`
+tokens (`kv_unified` off: a slot's cells sit where they would sit alone, so batching never
+changes an answer). Each `step` is one `llama_decode` of one `llama_batch` carrying, for every
+busy slot, its next token or its next prompt chunk; then each answering slot's own
+`llama_sampler` chain (penalties, grammar, top-k, top-p, min-p, temperature, seeded
+distribution, or greedy) picks its token inside llama.cpp, so no logits are copied into Python.
+Tokens are counted, timed and detokenized incrementally.
+
+A slot keeps its tokens after its answer: the next turn of that conversation (a prompt that
+starts with the slot's whole previous prompt) reads only what is new. A new conversation never
+reuses another's cache: it is read whole, in the same chunks as always, so the same question at
+temperature 0 gets the same answer whenever it is asked.
+
+The chat template is the model's own (GGUF metadata), rendered by llama-cpp-python's sandboxed
+Jinja formatter.
 """
 
 from __future__ import annotations
 
 import codecs
 import ctypes
+import itertools
 import time
-from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import llama_cpp
+from llama_cpp._internals import LlamaModel
+from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import JSON_GBNF
 
@@ -41,49 +54,121 @@ _MIN_P = 0.05
 _SHORTLIST_MAX_WINDOW = 512
 
 
+@dataclass(eq=False)
+class _Job:
+    """One answer in a slot: its prompt still to read, its sampler, and what it produced."""
+
+    job_id: int
+    request: GenerationRequest
+    prompt: list[int]
+    read: int
+    """Prompt tokens already in the slot's cache (a follow-up starts past its earlier turns)."""
+    max_tokens: int
+    sampler: llama_cpp.llama_sampler_p
+    stops: _StopScanner
+    text: _Detokenizer
+    started: float
+    cached: int = 0
+    """Prompt tokens the slot already held when the job came."""
+    order: int = 0
+    """Admission order: prompts are read oldest first."""
+    next_token: int | None = None
+    """Sampled, sent, and still to be decoded into the cache."""
+    completion_tokens: int = 0
+    first_at: float | None = None
+
+    def finished(self, reason: str) -> list[Event]:
+        events: list[Event] = []
+        tail = self.stops.flush(self.text.flush())
+        if tail:
+            events.append(Piece(tail))
+        now = time.perf_counter()
+        events.append(Finished(reason, len(self.prompt), self.completion_tokens,
+                               None if self.first_at is None else self.first_at - self.started,
+                               0.0 if self.first_at is None else now - self.first_at,
+                               self.cached))
+        return events
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq: int
+    held: list[int] = field(default_factory=list)
+    """The tokens in this sequence's KV cache, in position order."""
+    held_prompt: int = 0
+    """How many of them were the last job's prompt."""
+    job: _Job | None = None
+    used_at: float = 0.0
+
+
 class LlamaEngine:
     """One loaded model; not thread-safe, so exactly one per worker process."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
-        self._llm = llama_cpp.Llama(
-            model_path=config.model_path,
-            n_ctx=config.n_ctx,
-            n_threads=config.n_threads,
-            n_threads_batch=config.n_threads,
-            n_batch=config.n_batch,
-            n_ubatch=config.n_ubatch,
-            n_gpu_layers=config.n_gpu_layers,
-            type_k=_KV_TYPES[config.kv_cache_type],
-            type_v=_KV_TYPES[config.kv_cache_type],
-            flash_attn=config.flash_attn,
-            use_mmap=config.use_mmap,
-            use_mlock=config.use_mlock,
-            verbose=False,
-        )
+        set_verbose(False)
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = config.n_gpu_layers
+        params.use_mmap, params.use_mlock = config.use_mmap, config.use_mlock
+        self._model = LlamaModel(path_model=config.model_path, params=params, verbose=False)
+        self._vocab = self._model.vocab
         self._formatter = self._chat_formatter()
-        self._ctx = self._llm.ctx
-        self._vocab = self._llm._model.vocab
-        # One token per decode while answering: its array and batch are made once.
-        self._next = (llama_cpp.llama_token * 1)()
-        self._next_batch = llama_cpp.llama_batch_get_one(self._next, 1)
+        slots = max(1, config.n_parallel)
+        context = llama_cpp.llama_context_default_params()
+        context.n_ctx = config.n_ctx * slots
+        context.n_seq_max = slots
+        context.kv_unified = False
+        context.n_batch = config.n_batch
+        context.n_ubatch = min(config.n_batch, config.n_ubatch)
+        context.n_threads = context.n_threads_batch = config.n_threads
+        context.type_k = context.type_v = _KV_TYPES[config.kv_cache_type]
+        context.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if config.flash_attn
+                                   else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
+        self._ctx = llama_cpp.llama_init_from_model(self._model.model, context)
+        if not self._ctx:
+            self._model.close()
+            raise ValueError(f"llama.cpp could not create its context ({slots} x "
+                             f"{config.n_ctx:,} tokens)")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._n_ctx = llama_cpp.llama_n_ctx_seq(self._ctx)
+        self._n_batch = llama_cpp.llama_n_batch(self._ctx)
+        self._n_vocab = self._model.n_vocab()
+        self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        self._slots = [_Slot(seq) for seq in range(slots)]
+        self._admitted = itertools.count()
+
+    def close(self) -> None:
+        if self._ctx:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+            self._model.close()
 
     def _chat_formatter(self) -> Jinja2ChatFormatter:
-        llm = self._llm
-        template = llm.metadata.get("tokenizer.chat_template")
+        model = self._model
+        template = model.metadata().get("tokenizer.chat_template")
         if not template:
             raise ValueError(f"{self.config.model_path} has no chat template in its metadata")
 
         def token_text(token_id: int) -> str:
-            return llm._model.token_get_text(token_id) if token_id != -1 else ""
+            return model.token_get_text(token_id) if token_id != -1 else ""
 
-        return Jinja2ChatFormatter(template=template, eos_token=token_text(llm.token_eos()),
-                                   bos_token=token_text(llm.token_bos()),
-                                   stop_token_ids=[llm.token_eos()])
+        return Jinja2ChatFormatter(template=template, eos_token=token_text(model.token_eos()),
+                                   bos_token=token_text(model.token_bos()),
+                                   stop_token_ids=[model.token_eos()])
 
     @property
     def n_ctx(self) -> int:
-        return self._llm.n_ctx()
+        """Context window of each slot."""
+        return self._n_ctx
+
+    @property
+    def n_slots(self) -> int:
+        return len(self._slots)
+
+    @property
+    def active(self) -> int:
+        return sum(slot.job is not None for slot in self._slots)
 
     def set_threads(self, n_threads: int) -> None:
         """Change decoding threads on the live context (used by the governor)."""
@@ -91,81 +176,174 @@ class LlamaEngine:
 
     def tokenize_chat(self, messages: list[dict[str, str]]) -> tuple[list[int], list[str]]:
         formatted = self._formatter(messages=messages)
-        tokens = self._llm.tokenize(formatted.prompt.encode("utf-8"),
-                                    add_bos=not formatted.added_special, special=True)
+        tokens = self._model.tokenize(formatted.prompt.encode("utf-8"),
+                                      add_bos=not formatted.added_special, special=True)
         stops = formatted.stop if isinstance(formatted.stop, list) else \
             [formatted.stop] if formatted.stop else []
         return tokens, stops
 
-    def generate(self, request: GenerationRequest,
-                 cancelled: Callable[[], bool]) -> Iterator[Event]:
+    # -- jobs --------------------------------------------------------------------------------
+    def admit(self, job_id: int, request: GenerationRequest) -> Prompt | Refused:
+        """Give the job a slot; the caller admits no more jobs than there are slots."""
         started = time.perf_counter()
-        prompt_tokens, template_stops = self.tokenize_chat(list(request.messages))
-        room = self.n_ctx - len(prompt_tokens)
+        prompt, template_stops = self.tokenize_chat(list(request.messages))
+        room = self._n_ctx - len(prompt)
         if room < _MIN_ANSWER_TOKENS:
-            yield Refused(
+            return Refused(
                 "prompt_too_long",
-                f"the prompt is {len(prompt_tokens)} tokens but the context window is "
-                f"{self.n_ctx} tokens (at least {_MIN_ANSWER_TOKENS} must stay free for the answer)",
+                f"the prompt is {len(prompt)} tokens but the context window is "
+                f"{self._n_ctx} tokens (at least {_MIN_ANSWER_TOKENS} must stay free for the "
+                "answer)",
                 "shorten the question or start a new conversation; an engineer can raise "
                 "model.n_ctx if memory allows",
             )
-            return
+        slot, kept = self._slot_for(prompt)
         max_tokens = min(request.max_tokens, room)
-        yield Prompt(len(prompt_tokens), max_tokens)
-        stops = _StopScanner([s for s in (*request.stop, *template_stops) if s])
-        text = _Detokenizer(self._vocab)
-        completion_tokens, first_at, finish = 0, None, "length"
-        sampler = sampler_chain(request, self._vocab, self._llm.n_vocab())
-        try:
-            self._read_prompt(prompt_tokens)
-            while True:
-                token = llama_cpp.llama_sampler_sample(sampler, self._ctx, -1)
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    finish = "stop"
-                    break
-                completion_tokens += 1
-                if first_at is None:
-                    first_at = time.perf_counter()
-                piece, hit = stops.feed(text.piece(token))
-                if piece:
-                    yield Piece(piece)
-                if hit:
-                    finish = "stop"
-                    break
-                if completion_tokens >= max_tokens:
-                    break
-                if cancelled():
-                    finish = "cancelled"
-                    break
-                self._next[0] = token
-                self._decode(self._next_batch)
-        finally:
-            llama_cpp.llama_sampler_free(sampler)
-        tail = stops.flush(text.flush())
-        if tail:
-            yield Piece(tail)
-        ended = time.perf_counter()
-        yield Finished(finish, len(prompt_tokens), completion_tokens,
-                       None if first_at is None else first_at - started,
-                       0.0 if first_at is None else ended - first_at)
+        slot.job = _Job(job_id, request, prompt, kept, max_tokens,
+                        sampler_chain(request, self._vocab, self._n_vocab),
+                        _StopScanner([s for s in (*request.stop, *template_stops) if s]),
+                        _Detokenizer(self._vocab), started, cached=kept,
+                        order=next(self._admitted))
+        return Prompt(len(prompt), max_tokens)
 
-    def _read_prompt(self, tokens: list[int]) -> None:
-        # Every prompt is read whole, from an empty cache, in n_batch chunks: reusing the
-        # previous prompt's cached prefix reads the rest in another batch shape, whose rounding
-        # differs, and the same question at temperature 0 then got one answer right after
-        # start-up and another one later.
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self._ctx), True)
-        n_batch = self._llm.n_batch
-        for start in range(0, len(tokens), n_batch):
-            chunk = tokens[start:start + n_batch]
-            array = (llama_cpp.llama_token * len(chunk))(*chunk)
-            self._decode(llama_cpp.llama_batch_get_one(array, len(chunk)))
+    def _slot_for(self, prompt: list[int]) -> tuple[_Slot, int]:
+        """A free slot, and how many of the prompt's tokens its cache already holds.
 
-    def _decode(self, batch: llama_cpp.llama_batch) -> None:
-        status = llama_cpp.llama_decode(self._ctx, batch)
+        The slot that holds this conversation's earlier turns (this prompt is its whole previous
+        prompt and more) keeps them; otherwise the least recently used free slot is emptied
+        and the prompt is read whole (the same prompt again, too: it gets the same answer)."""
+        free = [slot for slot in self._slots if slot.job is None]
+        if not free:
+            raise RuntimeError("no free slot: the worker admits at most n_parallel jobs")
+        for slot in free:
+            if 0 < slot.held_prompt < len(prompt) \
+                    and prompt[:slot.held_prompt] == slot.held[:slot.held_prompt]:
+                kept = min(_common_prefix(slot.held, prompt), len(prompt) - 1)
+                self._forget(slot, kept)
+                return slot, kept
+        slot = min(free, key=lambda s: s.used_at)
+        self._forget(slot, 0)
+        return slot, 0
+
+    def _forget(self, slot: _Slot, keep: int) -> None:
+        """Drop the slot's cache from position `keep` on."""
+        if len(slot.held) > keep:
+            llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, keep, -1)
+            del slot.held[keep:]
+        slot.held_prompt = 0
+
+    def cancel(self, job_id: int) -> list[Event]:
+        for slot in self._slots:
+            if slot.job is not None and slot.job.job_id == job_id:
+                return self._end(slot, "cancelled")
+        return []
+
+    def abort_all(self) -> list[int]:
+        ended = []
+        for slot in self._slots:
+            if slot.job is not None:
+                ended.append(slot.job.job_id)
+                llama_cpp.llama_sampler_free(slot.job.sampler)
+                slot.job = None
+            self._forget(slot, 0)
+        return ended
+
+    def _end(self, slot: _Slot, reason: str) -> list[Event]:
+        job = slot.job
+        assert job is not None
+        llama_cpp.llama_sampler_free(job.sampler)
+        slot.job = None
+        slot.used_at = time.monotonic()
+        if job.read < len(job.prompt):
+            self._forget(slot, 0)  # cancelled while reading: the cache is not a whole prompt
+        else:
+            slot.held_prompt = len(job.prompt)
+        return job.finished(reason)
+
+    # -- decoding ----------------------------------------------------------------------------
+    def step(self) -> list[tuple[int, Event]]:
+        """One step for every busy slot: a `llama_decode` of the answering slots' next tokens
+        together, then one of the oldest unread prompt's next chunk; the events, by job.
+
+        Prompts are never read in the same batch as other slots' tokens, and always in the
+        chunks they are read in alone: llama.cpp computes a large batch with other kernels than
+        a token or two, and the rounding would change the answer."""
+        events: list[tuple[int, Event]] = []
+        answering = [slot for slot in self._slots
+                     if slot.job is not None and slot.job.next_token is not None]
+        if answering:
+            count = 0
+            for slot in answering:
+                job = slot.job
+                assert job is not None and job.next_token is not None
+                self._put(count, job.next_token, len(slot.held), slot.seq, True)
+                slot.held.append(job.next_token)
+                job.next_token = None
+                count += 1
+            self._decode(count)
+            for index, slot in enumerate(answering):
+                events.extend(self._sample(slot, index))
+        reading = [slot for slot in self._slots
+                   if slot.job is not None and slot.job.read < len(slot.job.prompt)]
+        if reading:
+            slot = min(reading, key=lambda s: s.job.order if s.job else 0)
+            job = slot.job
+            assert job is not None
+            chunk = job.prompt[job.read:job.read + self._n_batch]
+            for index, token in enumerate(chunk):
+                self._put(index, token, len(slot.held), slot.seq, False)
+                slot.held.append(token)
+            job.read += len(chunk)
+            if job.read == len(job.prompt):
+                self._batch.logits[len(chunk) - 1] = True
+            self._decode(len(chunk))
+            if job.read == len(job.prompt):
+                events.extend(self._sample(slot, len(chunk) - 1))
+        return events
+
+    def _decode(self, count: int) -> None:
+        self._batch.n_tokens = count
+        status = llama_cpp.llama_decode(self._ctx, self._batch)
         if status != 0:
             raise RuntimeError(f"llama_decode failed with status {status}")
+
+    def _sample(self, slot: _Slot, index: int) -> list[tuple[int, Event]]:
+        job = slot.job
+        assert job is not None
+        token = llama_cpp.llama_sampler_sample(job.sampler, self._ctx, index)
+        return [(job.job_id, event) for event in self._take(slot, job, token)]
+
+    def _put(self, index: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        batch = self._batch
+        batch.token[index] = token
+        batch.pos[index] = pos
+        batch.n_seq_id[index] = 1
+        batch.seq_id[index][0] = seq
+        batch.logits[index] = logits
+
+    def _take(self, slot: _Slot, job: _Job, token: int) -> list[Event]:
+        """The sampled token's text, and the end of the job when it ends it."""
+        if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            return self._end(slot, "stop")
+        job.completion_tokens += 1
+        if job.first_at is None:
+            job.first_at = time.perf_counter()
+        piece, hit = job.stops.feed(job.text.piece(token))
+        events: list[Event] = [Piece(piece)] if piece else []
+        if hit:
+            return events + self._end(slot, "stop")
+        if job.completion_tokens >= job.max_tokens:
+            return events + self._end(slot, "length")
+        job.next_token = token
+        return events
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
 
 
 def sampler_chain(request: GenerationRequest, vocab: llama_cpp.llama_vocab_p,

@@ -6,7 +6,7 @@ worker -> daemon: Ready or LoadFailed once, then per job: Prompt, Piece..., and 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,10 +19,13 @@ class EngineConfig:
     model_path: str
     model_sha256: str
     n_ctx: int
+    """Context window of each slot."""
     n_threads: int
     n_batch: int
     n_gpu_layers: int
     n_ubatch: int = 512
+    n_parallel: int = 1
+    """Slots: answers decoded together in one batch, each with its own n_ctx of KV cache."""
     kv_cache_type: str = "f16"
     flash_attn: bool = False
     use_mmap: bool = True
@@ -111,6 +114,9 @@ class Finished:
     completion_tokens: int
     ttft_s: float | None
     decode_s: float
+    cached_tokens: int = 0
+    """Prompt tokens that were already in the slot's cache (earlier turns of the conversation)
+    and were not read again."""
 
     @property
     def tok_per_s(self) -> float | None:
@@ -133,7 +139,65 @@ Event = Prompt | Piece | Finished | Refused
 
 
 class Engine(Protocol):
-    """A loaded model that turns a request into a stream of events."""
+    """A loaded model with `n_slots` answer slots, decoded together one step at a time.
 
-    def generate(self, request: GenerationRequest,
-                 cancelled: Callable[[], bool]) -> Iterator[Event]: ...
+    `admit` gives a job a free slot (or refuses it); each `step` advances every admitted job by
+    one decode (a prompt chunk or one token) and returns what they produced; a job leaves its
+    slot with its Finished (or Refused) event, or when cancelled."""
+
+    config: EngineConfig
+
+    @property
+    def n_ctx(self) -> int: ...
+
+    @property
+    def n_slots(self) -> int: ...
+
+    @property
+    def active(self) -> int: ...
+
+    def set_threads(self, n_threads: int) -> None: ...
+
+    def admit(self, job_id: int, request: GenerationRequest) -> Prompt | Refused: ...
+
+    def step(self) -> list[tuple[int, Event]]: ...
+
+    def cancel(self, job_id: int) -> list[Event]:
+        """End the job now: its held-back text, then Finished("cancelled") (nothing when the
+        job is not in a slot)."""
+
+    def abort_all(self) -> list[int]:
+        """Drop every job (a step failed): their ids; the slots are empty again."""
+
+
+def collect(events: Iterable[Event]) -> tuple[str, Finished | Refused]:
+    """A whole answer: its text and its last event."""
+    pieces: list[str] = []
+    last: Finished | Refused | None = None
+    for event in events:
+        if isinstance(event, Piece):
+            pieces.append(event.text)
+        elif isinstance(event, (Finished, Refused)):
+            last = event
+    if last is None:
+        raise RuntimeError("the engine's events ended without Finished or Refused")
+    return "".join(pieces), last
+
+
+def generate(engine: Engine, request: GenerationRequest,
+             cancelled: Callable[[], bool]) -> Iterator[Event]:
+    """One request alone, from admission to its last event (self-test, burn-in, benchmarks and
+    tests of the engine itself); `cancelled` is asked after every step."""
+    job_id = -1
+    first = engine.admit(job_id, request)
+    yield first
+    if isinstance(first, Refused):
+        return
+    while True:
+        for _, event in engine.step():
+            yield event
+            if isinstance(event, (Finished, Refused)):
+                return
+        if cancelled():
+            yield from engine.cancel(job_id)
+            return

@@ -1,7 +1,7 @@
-"""One answer at a time, the rest wait in arrival order, up to a bound.
+"""As many answers at once as the engine has slots, the rest wait in arrival order, up to a bound.
 
-`asyncio.Lock` wakes waiters first-in, first-out; the bound turns a burst into a clear
-"busy, retry after" instead of an ever-growing queue.
+`asyncio.Semaphore` wakes waiters first-in, first-out (Python 3.11.1 on); the bound turns a
+burst into a clear "busy, retry after" instead of an ever-growing queue.
 """
 
 from __future__ import annotations
@@ -26,16 +26,17 @@ def _busy(waiting: int, retry_after_s: int, paused: bool) -> GembaError:
 
 
 class Scheduler:
-    def __init__(self, max_queue: int, retry_after_s: int = 5) -> None:
+    def __init__(self, max_queue: int, retry_after_s: int = 5, slots: int = 1) -> None:
         self.max_queue = max_queue
         self.retry_after_s = retry_after_s
+        self.slots = slots
         self.waiting = 0
-        self._slot = asyncio.Lock()
+        self._slot = asyncio.Semaphore(slots)
         self._open = asyncio.Event()
         self._open.set()
 
     def hold(self) -> None:
-        """New answers wait (the governor paused the box); the one running continues."""
+        """New answers wait (the governor paused the box); those running continue."""
         self._open.clear()
 
     def release(self) -> None:

@@ -23,14 +23,14 @@ def _decode(model_id: str, model_path: str) -> None:
     from appliance.config import GenerationSettings, ModelSettings
     from appliance.inference.factory import engine_config
     from appliance.inference.llama import LlamaEngine
-    from appliance.inference.protocol import Finished, GenerationRequest
+    from appliance.inference.protocol import Finished, GenerationRequest, generate
 
     engine = LlamaEngine(engine_config(ModelSettings(n_ctx=256, n_threads=1, n_batch=64),
                                        GenerationSettings(), model_id, Path(model_path), "",
                                        environ={}))
     request = GenerationRequest(({"role": "user", "content": "Check the belt tension."},),
                                 max_tokens=4, temperature=0.0)
-    events = list(engine.generate(request, lambda: False))
+    events = list(generate(engine, request, lambda: False))
     if not isinstance(events[-1], Finished):
         raise SystemExit(f"the engine did not finish: {events[-1]}")
 

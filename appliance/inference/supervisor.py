@@ -1,8 +1,10 @@
 """Daemon side of the engine: starts the worker process, relays its events, restarts it after a crash.
 
 Runs on the daemon's asyncio loop. The worker's pipe is watched with `loop.add_reader`, so no
-thread hops per token. A worker that dies (segfault, abort) fails the job in flight with a clear
-error and is restarted with backoff; after repeated crashes the supervisor gives up and says so.
+thread hops per token. Several jobs run at once (the worker decodes them together in its slots);
+each has its own event queue. A worker that dies (segfault, abort) fails every job in flight
+with a clear error and is restarted with backoff; after repeated crashes the supervisor gives
+up and says so.
 """
 
 from __future__ import annotations
@@ -67,14 +69,14 @@ class EngineSupervisor:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._conn: Connection | None = None
         self._ready: asyncio.Future[Ready] | None = None
-        self._job_id: int | None = None
-        self._events: asyncio.Queue[Event | _WorkerGone] | None = None
+        self._jobs: dict[int, asyncio.Queue[Event | _WorkerGone]] = {}
+        """Jobs whose callers read their events."""
+        self._abandoned: set[int] = set()
+        """Jobs whose callers left: cancelled, and running in the worker until it says so."""
         self._stopping = False
         self._next_job_id = 0
         self._throttle = Throttle(1.0, config.n_threads)
         self._piece_times: deque[float] = deque(maxlen=512)
-        self._engine_free = asyncio.Event()
-        self._engine_free.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -120,28 +122,27 @@ class EngineSupervisor:
 
     # -- jobs --------------------------------------------------------------------------------
     async def generate(self, request: GenerationRequest) -> AsyncIterator[tuple[int, Event]]:
-        """Run one job (the caller holds the scheduler's slot). Yields (job_id, event).
+        """Run one job (the caller holds one of the scheduler's slots). Yields (job_id, event).
 
         Whatever ends the caller's interest before the job's last event (an exception in the
-        caller, a cancelled task, a closed generator) cancels the job in the worker, and the
-        next job waits until the worker has said this one is over: the engine is never left
-        answering a job nobody waits for."""
-        await self._wait_engine_free()
+        caller, a cancelled task, a closed generator) cancels the job in the worker, so no
+        slot is left answering a job nobody waits for; a worker that does not end it within
+        the grace period is hung, and is killed and restarted."""
         if not self.ready:
             raise NotReady(f"the engine is {self.status.state}"
                               + (f": {self.status.detail}" if self.status.detail else ""),
                               "wait until `gemba` reports the engine ready, then ask again")
         self._next_job_id += 1
         job_id = self._next_job_id
-        self._job_id, self._events = job_id, asyncio.Queue()
-        self._engine_free.clear()
+        events: asyncio.Queue[Event | _WorkerGone] = asyncio.Queue()
+        self._jobs[job_id] = events
         self.status.state = "answering"
         ended = False
         try:
             assert self._conn is not None
             self._conn.send(Generate(job_id, request))
             while True:
-                event = await self._events.get()
+                event = await events.get()
                 if isinstance(event, _WorkerGone):
                     ended = True
                     raise EngineError("the inference engine stopped unexpectedly while answering "
@@ -152,40 +153,29 @@ class EngineSupervisor:
                 if ended:
                     return
         finally:
-            ended = ended or self._ended_unread()
-            self._events = None
-            if ended or self._conn is None:
-                self._job_done()
-            else:
-                self._send(Cancel(job_id))  # _dispatch frees the engine when the worker ends it
+            ended = ended or _ended_unread(events)
+            del self._jobs[job_id]
+            if not ended and self._conn is not None:
+                self._abandon(job_id)
+            self._update_state()
 
-    async def _wait_engine_free(self) -> None:
-        """Wait for a cancelled job to wind down in the worker; a worker that does not stop it
-        within the grace period is hung, and is killed and restarted."""
-        try:
-            await asyncio.wait_for(self._engine_free.wait(), _CANCEL_GRACE_S)
-        except TimeoutError:
-            process = self._process
-            if process is not None and process.is_alive():
-                process.kill()  # the pipe's EOF restarts it (_on_worker_exit)
-            await self._engine_free.wait()
+    def _abandon(self, job_id: int) -> None:
+        self._abandoned.add(job_id)
+        self._send(Cancel(job_id))
+        asyncio.get_running_loop().call_later(_CANCEL_GRACE_S, self._kill_if_hung, job_id,
+                                              self._process)
 
-    def _ended_unread(self) -> bool:
-        """The job's last event already arrived but its caller left before reading it."""
-        events = self._events
-        while events is not None and not events.empty():
-            if isinstance(events.get_nowait(), (Finished, Refused, _WorkerGone)):
-                return True
-        return False
+    def _kill_if_hung(self, job_id: int, process: multiprocessing.process.BaseProcess | None) -> None:
+        if job_id in self._abandoned and process is self._process and process is not None \
+                and process.is_alive():
+            process.kill()  # the pipe's EOF restarts it (_on_worker_exit)
 
-    def _job_done(self) -> None:
-        self._job_id = None
-        self._engine_free.set()
-        if self.status.state == "answering":
-            self.status.state = "ready"
+    def _update_state(self) -> None:
+        if self.status.state in ("ready", "answering"):
+            self.status.state = "answering" if self._jobs or self._abandoned else "ready"
 
     def cancel(self, job_id: int) -> None:
-        if self._job_id == job_id:
+        if job_id in self._jobs:
             self._send(Cancel(job_id))
 
     # -- worker events -----------------------------------------------------------------------
@@ -234,15 +224,17 @@ class EngineSupervisor:
             if self._ready is not None and not self._ready.done():
                 self._ready.set_exception(EngineError(
                     f"the model could not be loaded: {message.message}", LOAD_FAILED_HINT))
-        elif isinstance(message, tuple) and message[0] == self._job_id:
+        elif isinstance(message, tuple):
             job_id, event = message
             if isinstance(event, Piece):
                 now = time.monotonic()
                 self._piece_times.extend([now] * event.tokens)
-            if self._events is not None:
-                self._events.put_nowait(event)
-            elif isinstance(event, (Finished, Refused)):
-                self._job_done()  # an abandoned job the worker has now stopped
+            events = self._jobs.get(job_id)
+            if events is not None:
+                events.put_nowait(event)
+            elif job_id in self._abandoned and isinstance(event, (Finished, Refused)):
+                self._abandoned.discard(job_id)  # the worker has now stopped it
+                self._update_state()
 
     def _on_worker_exit(self) -> None:
         process = self._process
@@ -252,10 +244,9 @@ class EngineSupervisor:
             exitcode = process.exitcode
         self._detach()
         reason = f"worker exit code {exitcode}"
-        if self._events is not None:
-            self._events.put_nowait(_WorkerGone(reason))
-        elif self._job_id is not None:
-            self._job_done()  # no worker, no job: the next one waits for the restart instead
+        for events in self._jobs.values():
+            events.put_nowait(_WorkerGone(reason))
+        self._abandoned.clear()  # no worker, no job
         if self._stopping or self.status.state == "failed":
             return
         self._schedule_restart(reason)
@@ -293,3 +284,11 @@ class EngineSupervisor:
     @property
     def worker_pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
+
+
+def _ended_unread(events: asyncio.Queue[Event | _WorkerGone]) -> bool:
+    """The job's last event already arrived but its caller left before reading it."""
+    while not events.empty():
+        if isinstance(events.get_nowait(), (Finished, Refused, _WorkerGone)):
+            return True
+    return False
