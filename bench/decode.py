@@ -4,7 +4,9 @@ What it measures
   * llama-bench: llama.cpp's own benchmark, built from the llama.cpp inside the llama-cpp-python
             sdist (bench/llama_bench.py; cached under bench/.cache/), `tg<tokens>` at depth
             <prompt tokens>: the decode rate with the prompt's worth of tokens in the KV cache,
-            no Python at all. Run before and after the other two; the faster is the reference.
+            no Python at all. --order alternate (default): one run per round, in turn with
+            the other two, and the ratio is the median of the rounds' daemon/llama-bench;
+            --order sequence: before and after the other two, the faster is the reference.
   * raw:    `llama_cpp.Llama` in this process, built as the engine builds it (the [model]
             defaults: n_ctx, n_batch, n_ubatch, KV type, flash attention, mmap/mlock, GPU
             layers; --threads), the chat prompt rendered with the model's own template, then
@@ -24,8 +26,8 @@ What it measures
   resets the model before each run, or llama-cpp-python would reuse the cached prompt.
 
 Only one side decodes at a time. --order alternate (default): the daemon and the raw model are
-both loaded and the runs taken in turn (raw, daemon, raw, ...), so background load that comes and
-goes falls on both sides alike. --order sequence: all raw runs, the raw model freed, then the
+both loaded and the runs taken in turn (llama-bench, raw, daemon, llama-bench, ...), so
+background load that comes and goes falls on all sides alike. --order sequence: all raw runs, the raw model freed, then the
 daemon. The daemon is stopped with SIGTERM at the end, whatever happens. Nothing here asserts on
 time: the goals (daemon/llama-bench decode ratio >= 0.95, daemon/raw >= 0.97, TTFT overhead
 <= 20 ms over raw) are only reported.
@@ -188,13 +190,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(home: Path, port: int, model_id: str, n_threads: int) -> None:
-    """Only the port, model and threads: every other [model] key keeps the default the raw side
-    also uses."""
+def write_config(home: Path, port: int, model_id: str, n_threads: int,
+                 stream_interval_ms: float | None = None) -> None:
+    """Only the port, model and threads (and the stream interval when asked): every other
+    [model] key keeps the default the raw side also uses."""
     home.mkdir(parents=True, exist_ok=True)
+    generation = ("" if stream_interval_ms is None
+                  else f"\n[generation]\nstream_interval_ms = {stream_interval_ms}\n")
     (home / "config.toml").write_text(
-        f"[daemon]\nport = {port}\n\n[model]\nid = \"{model_id}\"\nn_threads = {n_threads}\n",
-        encoding="utf-8")
+        f"[daemon]\nport = {port}\n\n[model]\nid = \"{model_id}\"\nn_threads = {n_threads}\n"
+        + generation, encoding="utf-8")
 
 
 def start_daemon(home: Path, port: int, log_file: Path) -> subprocess.Popen[bytes]:
@@ -299,11 +304,12 @@ class DaemonClient:
 
 
 @contextmanager
-def running_daemon(model_id: str, n_threads: int) -> Iterator[DaemonClient]:
+def running_daemon(model_id: str, n_threads: int,
+                   stream_interval_ms: float | None = None) -> Iterator[DaemonClient]:
     """`gemba serve` in a temporary GEMBA_HOME, ready; always stopped when the block ends."""
     with tempfile.TemporaryDirectory(prefix="gemba-bench-") as tmp:
         home, port = Path(tmp) / "home", free_port()
-        write_config(home, port, model_id, n_threads)
+        write_config(home, port, model_id, n_threads, stream_interval_ms)
         log_file = Path(tmp) / "daemon.log"
         proc = start_daemon(home, port, log_file)
         health: dict[str, Any] = {}
@@ -327,25 +333,31 @@ def measure_sequence(args: argparse.Namespace, model_id: str, model_path: Path,
     with raw_model(model_path, args.threads) as raw:
         raw_runs = timed_runs(lambda: raw.run(messages(), args.tokens), args.runs, args.warmup)
     load["after_raw"] = load_average()
-    with running_daemon(model_id, args.threads) as daemon:
+    with running_daemon(model_id, args.threads, args.stream_interval_ms) as daemon:
         daemon_runs = timed_runs(lambda: daemon.run(args.tokens), args.runs, args.warmup)
         return raw_runs, daemon_runs, daemon.health
 
 
 def measure_alternate(args: argparse.Namespace, model_id: str, model_path: Path,
-                      load: dict[str, list[float]]) -> tuple[list[Run], list[Run], dict[str, Any]]:
-    """Both loaded, runs taken in turn (raw, daemon, raw, ...): one decodes at a time, and any
-    background load that comes and goes falls on both sides alike."""
-    with running_daemon(model_id, args.threads) as daemon, \
+                      load: dict[str, list[float]],
+                      reference: Callable[[], dict[str, Any]] | None = None,
+                      ) -> tuple[list[Run], list[Run], dict[str, Any], list[dict[str, Any]]]:
+    """Both loaded, runs taken in turn (llama-bench, raw, daemon, llama-bench, ...): one decodes
+    at a time, and any background load that comes and goes falls on all three alike."""
+    with running_daemon(model_id, args.threads, args.stream_interval_ms) as daemon, \
             raw_model(model_path, args.threads) as raw:
         raw_runs: list[Run] = []
         daemon_runs: list[Run] = []
+        bench_runs: list[dict[str, Any]] = []
         for i in range(args.warmup + args.runs):
+            bench_run = reference() if reference is not None and i >= args.warmup else None
             raw_run, daemon_run_ = raw.run(messages(), args.tokens), daemon.run(args.tokens)
             if i >= args.warmup:
                 raw_runs.append(raw_run)
                 daemon_runs.append(daemon_run_)
-        return raw_runs, daemon_runs, daemon.health
+                if bench_run is not None:
+                    bench_runs.append(bench_run)
+        return raw_runs, daemon_runs, daemon.health, bench_runs
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -382,17 +394,29 @@ def summary(runs: list[Run]) -> dict[str, float | None]:
 
 
 def reference_report(reference: list[dict[str, Any]], raw: float, daemon: float,
-                     ttft_overhead_ms: float) -> dict[str, Any]:
-    """llama-bench's runs, the two ratios against the faster one, and all three goals.
+                     ttft_overhead_ms: float, daemon_runs: list[Run] | None = None,
+                     ) -> dict[str, Any]:
+    """llama-bench's runs, the two ratios against them, and all three goals.
 
-    Background load only ever slows a run down, so the faster llama-bench run is the nearer to
-    what llama.cpp does on a quiet box (and the stricter reference for the daemon)."""
+    Taken in turn with the daemon's runs (`daemon_runs` given, --order alternate): the median
+    of the rounds' ratios daemon/llama-bench, each round's two runs minutes apart at most, so
+    a box whose speed drifts (a shared VM's neighbours) compares like with like. Before and
+    after (--order sequence): background load only ever slows a run down, so the faster
+    llama-bench run is the nearer to what llama.cpp does on a quiet box."""
     goals: dict[str, Any] = {}
     report: dict[str, Any] = {"llama_bench": {"runs": reference, "tok_per_s": None}}
     if reference:
-        rate = max(r["tok_per_s"] for r in reference)
-        ratio = daemon / rate
+        paired = daemon_runs is not None and len(daemon_runs) == len(reference)
+        if paired:
+            assert daemon_runs is not None
+            rate = statistics.median(r["tok_per_s"] for r in reference)
+            ratio = statistics.median((d.decode_tok_per_s or 0.0) / r["tok_per_s"]
+                                      for d, r in zip(daemon_runs, reference, strict=True))
+        else:
+            rate = max(r["tok_per_s"] for r in reference)
+            ratio = daemon / rate
         report["llama_bench"]["tok_per_s"] = round(rate, 3)
+        report["llama_bench"]["paired_with_daemon_runs"] = paired
         report["ratio_decode_vs_llama_bench"] = round(ratio, 4)
         report["ratio_raw_vs_llama_bench"] = round(raw / rate, 4)
         goals["ratio_decode_vs_llama_bench"] = {
@@ -424,6 +448,7 @@ def build_report(args: argparse.Namespace, entry: CatalogEntry, raw: list[Run],
         "load_average": load,
         "model": {"id": entry.id, "sha256": entry.sha256, "file": entry.file},
         "settings": {"threads": args.threads, "tokens": args.tokens, "runs": args.runs,
+                     "stream_interval_ms": args.stream_interval_ms,
                      "warmup_runs": args.warmup, "order": args.order,
                      "temperature": 0.0, "top_p": TOP_P, "penalties": PENALTIES,
                      "penalty_last_n": GenerationSettings().penalty_last_n,
@@ -438,7 +463,7 @@ def build_report(args: argparse.Namespace, entry: CatalogEntry, raw: list[Run],
         "ttft_overhead_ms": round(overhead_ms, 3),
         "llama_bench_depth": depth,
         **reference_report(reference, raw_rate, daemon_median["decode_tok_per_s"] or 0.0,
-                           overhead_ms),
+                           overhead_ms, daemon if args.order == "alternate" else None),
         "notes": args.notes,
     }
 
@@ -471,6 +496,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     parser.add_argument("--tokens", type=int, default=256, help="tokens per run (default 256)")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default 2)")
+    parser.add_argument("--stream-interval-ms", type=float, default=None,
+                        help="the daemon's generation.stream_interval_ms (default: the config's)")
     parser.add_argument("--model", default=DEFAULT_MODEL_ID, help="catalog model id")
     parser.add_argument("--order", choices=("alternate", "sequence"), default="alternate",
                         help="alternate: raw and daemon runs in turn, both loaded (default); "
@@ -491,23 +518,28 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gemba-bench-models-") as models_dir:
         entry, model_path = resolve_verified(args.model, Path(models_dir))
     load = {"start": load_average()}
-    measure = measure_alternate if args.order == "alternate" else measure_sequence
     with raw_model(model_path, args.threads) as raw_side:
         depth = len(raw_side.prompt_tokens(messages()))
 
-    def reference() -> list[dict[str, Any]]:
-        if args.no_llama_bench:
-            return []
-        return [llama_bench.tg_at_depth(model_path, args.threads, args.tokens, depth, args.runs)]
+    def reference(runs: int) -> dict[str, Any]:
+        return llama_bench.tg_at_depth(model_path, args.threads, args.tokens, depth, runs)
 
-    print(f"{args.order}: {args.warmup} warm-up + {args.runs} timed runs per side, "
-          f"{args.tokens} tokens, {args.threads} threads; llama-bench before and after ...",
-          file=sys.stderr)
-    before = reference()
-    raw, daemon, health = measure(args, entry.id, model_path, load)
-    after = reference()
+    bench = None if args.no_llama_bench else reference
+    if args.order == "alternate":
+        print(f"alternate: {args.warmup} warm-up + {args.runs} timed rounds of llama-bench, raw "
+              f"and daemon in turn, {args.tokens} tokens, {args.threads} threads ...",
+              file=sys.stderr)
+        raw, daemon, health, references = measure_alternate(
+            args, entry.id, model_path, load, None if bench is None else lambda: bench(1))
+    else:
+        print(f"sequence: llama-bench, then {args.warmup} warm-up + {args.runs} timed runs per "
+              f"side, then llama-bench again; {args.tokens} tokens, {args.threads} threads ...",
+              file=sys.stderr)
+        before = [] if bench is None else [bench(args.runs)]
+        raw, daemon, health = measure_sequence(args, entry.id, model_path, load)
+        references = before + ([] if bench is None else [bench(args.runs)])
     load["end"] = load_average()
-    report = build_report(args, entry, raw, daemon, health, load, before + after, depth)
+    report = build_report(args, entry, raw, daemon, health, load, references, depth)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_table(report)

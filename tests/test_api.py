@@ -75,8 +75,9 @@ def test_streamed_answer_arrives_piece_by_piece(daemon: GembaHome) -> None:
     final = chunks[-1]
     assert final["choices"][0]["finish_reason"] == "length"
     assert final["usage"]["completion_tokens"] == 60
-    # One event per token (a few may merge at UTF-8 or stop-string boundaries), spread in time.
-    assert len(pieces) >= 50
+    # Pieces spread in time: tokens faster than generation.stream_interval_ms (50) go together,
+    # so at about 80 tokens/s the 60 tokens come in a dozen or more pieces, never all at once.
+    assert len(pieces) >= 5
     assert arrivals[-1] > arrivals[1]
     stored = daemon.conversation(final["gemba"]["conversation_id"])["messages"][-1]
     assert stored["content"] == "".join(pieces)
