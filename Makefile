@@ -43,6 +43,8 @@ test: setup
 bench: setup
 	$(PY) -m pip install --progress-bar off -e '.[bench]'
 	$(PY) bench/decode.py
+	$(PY) bench/concurrency.py
+	$(PY) bench/conversation.py
 	$(PY) bench/governor_sim.py
 	$(PY) bench/governor_real.py
 	$(PY) bench/plan_accuracy.py
