@@ -56,6 +56,8 @@ def release_info(root: Path, version: str) -> dict[str, object]:
 
 
 def _fsync_dir(folder: Path) -> None:
+    # A deliberate copy of installer.commission's: this module runs from the bundle's install.py
+    # on a box with no gemba yet, so it may import only the standard library.
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
