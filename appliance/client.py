@@ -6,6 +6,7 @@ API errors come back as the same `GembaError` kinds the daemon raised.
 
 from __future__ import annotations
 
+import errno
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -66,6 +67,16 @@ def error_from_body(status: int, body: Any) -> GembaError:
     return error
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """The connection failed because no route leads to the address (not: nobody listens)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class ApplianceClient:
     def __init__(self, base_url: str, api_key: str | None = None,
                  timeout_s: float = 600.0, client_kind: str | None = None) -> None:
@@ -81,10 +92,23 @@ class ApplianceClient:
         self._http.close()
 
     def health(self) -> dict[str, Any] | None:
-        """The daemon's /healthz body (also while loading), or None when nothing answers."""
+        """The daemon's /healthz body (also while loading), or None when nothing answers.
+
+        A network that cannot reach the daemon's address at all (the loopback interface down,
+        as in a fresh network namespace) is said at once: waiting would not help."""
         try:
             response = self._http.get("/healthz", timeout=2.0)
             return response.json()
+        except httpx.ConnectError as exc:
+            if _unreachable(exc):
+                loopback = self._http.base_url.host in ("127.0.0.1", "localhost", "::1")
+                raise DaemonUnavailable(
+                    f"cannot reach the appliance at {self.base_url}: no network route leads "
+                    "there" + (" (this machine's loopback interface is down)" if loopback else ""),
+                    ("bring it up (`ip link set lo up`, e.g. in a container or network "
+                     "namespace), then try again" if loopback else
+                     "check the network and the address, then try again")) from exc
+            return None
         except (httpx.HTTPError, ValueError):
             return None
 

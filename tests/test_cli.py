@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import psutil
 import pytest
 
 from appliance.models import CATALOG, locate
-from tests.conftest import FAKE_ANSWER, FAKE_LONG_ANSWER, LONG_ANSWER_PROMPT, GembaHome
+from tests.conftest import FAKE_ANSWER, FAKE_LONG_ANSWER, LONG_ANSWER_PROMPT, PYTHON, GembaHome
 
 JSON_FIELDS = {"answer", "model_id", "model_sha256", "prompt_tokens", "completion_tokens",
                "ttft_s", "tok_per_s", "finish_reason", "conversation_id"}
@@ -146,3 +147,25 @@ def test_daemon_started_by_hand_does_not_time_out(fake_home: GembaHome) -> None:
     fake_home.start_daemon()
     time.sleep(3)  # well past the idle timeout, which applies only to auto-started daemons
     assert fake_home.health()["ready"]
+
+
+def _namespaces_work() -> bool:
+    try:
+        return subprocess.run(["unshare", "-rn", "true"], capture_output=True,
+                              timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _namespaces_work(), reason="cannot make a network namespace here")
+def test_ask_with_the_loopback_interface_down_says_so_at_once(fake_home: GembaHome) -> None:
+    """A fresh network namespace (a container, `unshare -n`) has its loopback interface down:
+    nothing can reach the daemon's 127.0.0.1. `gemba ask` used to wait two silent minutes."""
+    result = subprocess.run(["unshare", "-rn", PYTHON, "-m", "appliance", "ask", "Why?"],
+                            env=fake_home.env, cwd=fake_home.home, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 69, result.stderr
+    assert "loopback interface is down" in result.stderr
+    assert "ip link set lo up" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (fake_home.home / "run" / "daemon.json").exists(), "no daemon was started"
