@@ -60,11 +60,10 @@ from appliance.config import DEFAULT_MODEL_ID, ModelSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.decode import (  # noqa: E402 - the bench folder is not a package on sys.path
-    REQUEST_TIMEOUT_S,
+    completion_chunks,
     free_port,
     load_average,
     machine_info,
-    sse_events,
     start_daemon,
     stop_daemon,
     wait_healthy,
@@ -173,24 +172,16 @@ def stream_chat(client: httpx.Client, messages: list[dict[str, str]], max_tokens
     gemba: dict[str, Any] = {}
     finish_reason = None
     started = time.perf_counter()
-    with client.stream("POST", "/v1/chat/completions", json=body,
-                       timeout=REQUEST_TIMEOUT_S) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.read().decode()[:500]}")
-        for at, chunk in sse_events(response):
-            if chunk is None:
-                break
-            if "error" in chunk:
-                raise RuntimeError(f"the daemon reported an error: {chunk['error']}")
-            usage = chunk.get("usage") or usage
-            gemba = {**gemba, **chunk.get("gemba", {})}
-            for choice in chunk.get("choices") or []:
-                content = choice.get("delta", {}).get("content")
-                if content:
-                    pieces.append(content)
-                    first_at = first_at or at
-                    last_at = at
-                finish_reason = choice.get("finish_reason") or finish_reason
+    for at, chunk in completion_chunks(client, body):
+        usage = chunk.get("usage") or usage
+        gemba = {**gemba, **chunk.get("gemba", {})}
+        for choice in chunk.get("choices") or []:
+            content = choice.get("delta", {}).get("content")
+            if content:
+                pieces.append(content)
+                first_at = first_at or at
+                last_at = at
+            finish_reason = choice.get("finish_reason") or finish_reason
     return Answer("".join(pieces), started, first_at, time.perf_counter(), last_at,
                   int(usage.get("completion_tokens", 0)),
                   int(usage.get("prompt_tokens", gemba.get("prompt_tokens", 0))),

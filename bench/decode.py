@@ -262,6 +262,22 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[float, dict[str, Any]
         yield at, None if data == "[DONE]" else json.loads(data)
 
 
+def completion_chunks(client: httpx.Client,
+                      body: dict[str, Any]) -> Iterator[tuple[float, dict[str, Any]]]:
+    """(arrival time, chunk) of one streamed chat completion, up to `[DONE]`; an HTTP error
+    or an error chunk raises."""
+    with client.stream("POST", "/v1/chat/completions", json=body,
+                       timeout=REQUEST_TIMEOUT_S) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.read().decode()[:500]}")
+        for at, chunk in sse_events(response):
+            if chunk is None:
+                return
+            if "error" in chunk:
+                raise RuntimeError(f"the daemon reported an error: {chunk['error']}")
+            yield at, chunk
+
+
 def daemon_run(client: httpx.Client, max_tokens: int) -> Run:
     body = {"messages": messages(), "stream": True, "max_tokens": max_tokens,
             "temperature": 0, "top_p": TOP_P}
@@ -269,22 +285,14 @@ def daemon_run(client: httpx.Client, max_tokens: int) -> Run:
     final: dict[str, Any] = {}
     prompt_tokens = 0
     started = time.perf_counter()
-    with client.stream("POST", "/v1/chat/completions", json=body,
-                       timeout=REQUEST_TIMEOUT_S) as response:
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.read().decode()[:500]}")
-        for at, chunk in sse_events(response):
-            if chunk is None:
-                break
-            if "error" in chunk:
-                raise RuntimeError(f"the daemon reported an error: {chunk['error']}")
-            choice = chunk["choices"][0]
-            if choice["delta"].get("content"):
-                first_at = first_at or at
-                last_at = at
-            prompt_tokens = chunk.get("gemba", {}).get("prompt_tokens", prompt_tokens)
-            if choice.get("finish_reason"):
-                final = chunk
+    for at, chunk in completion_chunks(client, body):
+        choice = chunk["choices"][0]
+        if choice["delta"].get("content"):
+            first_at = first_at or at
+            last_at = at
+        prompt_tokens = chunk.get("gemba", {}).get("prompt_tokens", prompt_tokens)
+        if choice.get("finish_reason"):
+            final = chunk
     usage, gemba = final.get("usage", {}), final.get("gemba", {})
     return Run(int(usage.get("completion_tokens", 0)), first_at - started, last_at - first_at,
                int(usage.get("prompt_tokens", prompt_tokens)),
