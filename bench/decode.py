@@ -21,9 +21,10 @@ What it measures
   TTFT:   raw: start of the call (prompt rendering, tokenizing, evaluation) -> first token text;
           daemon: request sent -> first non-empty content chunk received.
   decode: (tokens - 1) / (last token time - first token time), per run; medians over the runs.
-  Each side gets one warm-up run first (not counted). Both sides read the whole prompt every time
-  (the engine does, so that temperature 0 is repeatable; KV reuse is a later item): the raw side
-  resets the model before each run, or llama-cpp-python would reuse the cached prompt.
+  Each side gets one warm-up run first (not counted). Both sides read the same tokens in the
+  timed part: the engine keeps the system prompt's cache and reads the rest of the prompt each
+  time (a new conversation), so the raw side resets the model and reads the system part before
+  the clock starts, then `Llama.generate` reads the rest (llama-cpp-python reuses the prefix).
 
 Only one side decodes at a time. --order alternate (default): the daemon and the raw model are
 both loaded and the runs taken in turn (llama-bench, raw, daemon, llama-bench, ...), so
@@ -100,6 +101,8 @@ class Run:
     engine_tok_per_s: float | None = None
     engine_ttft_s: float | None = None
     finish_reason: str | None = None
+    cached_tokens: int | None = None
+    """Prompt tokens held in the cache before the clock started (the system part)."""
 
     @property
     def decode_tok_per_s(self) -> float:
@@ -133,24 +136,33 @@ class RawModel:
             use_mlock=settings.use_mlock,
             last_n_tokens_size=GenerationSettings().penalty_last_n, verbose=False)
         llm = self.llm
-        self.formatter = Jinja2ChatFormatter(
+        self.formatter, self.system_formatter = (Jinja2ChatFormatter(
             template=llm.metadata["tokenizer.chat_template"],
             eos_token=llm._model.token_get_text(llm.token_eos()),
             bos_token=llm._model.token_get_text(llm.token_bos()),
-            stop_token_ids=[llm.token_eos()])
+            add_generation_prompt=generation_prompt,
+            stop_token_ids=[llm.token_eos()]) for generation_prompt in (True, False))
 
     def prompt_tokens(self, chat: list[dict[str, str]]) -> list[int]:
         formatted = self.formatter(messages=chat)
         return self.llm.tokenize(formatted.prompt.encode("utf-8"),
                                  add_bos=not formatted.added_special, special=True)
 
+    def system_tokens(self, chat: list[dict[str, str]]) -> list[int]:
+        """The leading system message as the engine reads it: a chunk of its own."""
+        formatted = self.system_formatter(messages=chat[:1])
+        return self.llm.tokenize(formatted.prompt.encode("utf-8"),
+                                 add_bos=not formatted.added_special, special=True)
+
     def run(self, chat: list[dict[str, str]], max_tokens: int) -> Run:
         llm, vocab = self.llm, self.llm._model.vocab
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        llm.reset()
+        held = self.system_tokens(chat)
+        llm.eval(held)  # in the cache, as the engine holds it
         started = time.perf_counter()
         prompt = self.prompt_tokens(chat)
         count, first_at, last_at, finish = 0, 0.0, 0.0, "length"
-        llm.reset()  # read the whole prompt, as the engine does
         tokens = llm.generate(prompt, temp=0.0, top_p=TOP_P, reset=True, **PENALTIES)
         try:
             for token in tokens:
@@ -167,7 +179,7 @@ class RawModel:
         finally:
             tokens.close()
         return Run(count, first_at - started, last_at - first_at, len(prompt),
-                   finish_reason=finish)
+                   finish_reason=finish, cached_tokens=len(held))
 
     def close(self) -> None:
         self.llm.close()
@@ -297,7 +309,8 @@ def daemon_run(client: httpx.Client, max_tokens: int) -> Run:
     return Run(int(usage.get("completion_tokens", 0)), first_at - started, last_at - first_at,
                int(usage.get("prompt_tokens", prompt_tokens)),
                engine_tok_per_s=gemba.get("tok_per_s"), engine_ttft_s=gemba.get("engine_ttft_s"),
-               finish_reason=final.get("choices", [{}])[0].get("finish_reason"))
+               finish_reason=final.get("choices", [{}])[0].get("finish_reason"),
+               cached_tokens=usage.get("prompt_tokens_details", {}).get("cached_tokens"))
 
 
 @dataclass
@@ -449,6 +462,7 @@ def build_report(args: argparse.Namespace, entry: CatalogEntry, raw: list[Run],
     overhead_ms = (daemon_median["ttft_ms"] or 0.0) - (raw_median["ttft_ms"] or 0.0)
     same_tokens = all(r.tokens == args.tokens for r in (*raw, *daemon))
     same_prompt = len({r.prompt_tokens for r in (*raw, *daemon)}) == 1
+    same_cached = len({r.cached_tokens for r in (*raw, *daemon)}) == 1
     return {
         "benchmark": "decode",
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -464,7 +478,8 @@ def build_report(args: argparse.Namespace, entry: CatalogEntry, raw: list[Run],
                      "system_prompt": SYSTEM_PROMPT, "user_prompt": USER_PROMPT},
         "daemon_health": {k: health.get(k) for k in ("version", "n_threads", "n_ctx", "load_s")},
         "checks": {"all_runs_produced_requested_tokens": same_tokens,
-                   "same_prompt_tokens_both_sides": same_prompt},
+                   "same_prompt_tokens_both_sides": same_prompt,
+                   "same_tokens_read_in_the_timed_part": same_cached},
         "raw": {"runs": [r.to_dict() for r in raw], "median": raw_median},
         "daemon": {"runs": [r.to_dict() for r in daemon], "median": daemon_median},
         "ratio_decode": round(ratio, 4),
@@ -530,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
         depth = len(raw_side.prompt_tokens(messages()))
 
     def reference(runs: int) -> dict[str, Any]:
-        return llama_bench.tg_at_depth(model_path, args.threads, args.tokens, depth, runs)
+        return llama_bench.tg_at_depth(model_path, args.threads, args.tokens, depth, runs,
+                                       ModelSettings().flash_attn)
 
     bench = None if args.no_llama_bench else reference
     if args.order == "alternate":

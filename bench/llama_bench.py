@@ -75,17 +75,20 @@ def build(jobs: int = 2) -> Path:
 
 
 def tg_at_depth(model_path: Path, n_threads: int, tokens: int, depth: int,
-                repetitions: int) -> dict[str, Any]:
+                repetitions: int, flash_attn: bool) -> dict[str, Any]:
     """llama-bench's tg<tokens> at depth <depth>: decode rate with <depth> tokens already in the
-    KV cache (the prompt), no prompt processing measured (-p 0)."""
+    KV cache (the prompt), no prompt processing measured (-p 0). Flash attention is set as the
+    engine sets it (llama-bench's own default, auto, turns it on for the CPU)."""
     command = [str(build()), "-m", str(model_path), "-p", "0", "-n", str(tokens),
-               "-d", str(depth), "-t", str(n_threads), "-r", str(repetitions), "-o", "json"]
+               "-d", str(depth), "-t", str(n_threads), "-r", str(repetitions),
+               "-fa", "on" if flash_attn else "off", "-o", "json"]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     result = json.loads(done.stdout)[0]
     return {"command": " ".join(command[1:]), "tok_per_s": round(result["avg_ts"], 3),
             "stddev_tok_per_s": round(result["stddev_ts"], 3),
             "samples_tok_per_s": [round(x, 3) for x in result.get("samples_ts", [])],
-            "build_commit": result.get("build_commit"), "n_depth": result.get("n_depth")}
+            "build_commit": result.get("build_commit"), "n_depth": result.get("n_depth"),
+            "flash_attn": result.get("flash_attn")}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Greedy answers must be token for token what `Llama.generate` gives on the same model (with and
 without penalties); seeds repeat; penalties change an answer; JSON mode gives JSON. Answers
 decoded together in slots are each the answer given alone; a follow-up reads only its new
-tokens.
+tokens; a system prompt is read once and copied to the slots that need it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
+from appliance.config import GenerationSettings
 from appliance.inference.llama import LlamaEngine
 from appliance.inference.protocol import (
     EngineConfig,
@@ -253,3 +254,66 @@ def test_a_follow_up_reads_only_its_new_tokens(engine: LlamaEngine) -> None:
     # A new conversation is read whole.
     _, fresh = _ask(engine, QUESTIONS[1])
     assert fresh.cached_tokens == 0
+
+
+SYSTEM = GenerationSettings().system_prompt
+
+
+def _with_system(question: str, max_tokens: int = 40, system: str = SYSTEM) -> GenerationRequest:
+    return GenerationRequest(({"role": "system", "content": system},
+                              {"role": "user", "content": question}), max_tokens, 0.0)
+
+
+def test_a_system_prompt_is_its_own_first_chunk(engine: LlamaEngine) -> None:
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Hi?"}]
+    prompt, _ = engine.tokenize_chat(messages)
+    size = engine.system_prefix(messages, prompt)
+    alone, _ = engine.tokenize_chat(messages[:1])  # with the assistant header after it
+    assert 16 <= size < len(alone) < len(prompt)
+    assert engine.system_prefix(messages[1:], prompt) == 0  # no system message
+    assert engine.system_prefix(messages[:1], alone) == 0  # nothing after it
+    short = [{"role": "system", "content": "Be brief."}, messages[1]]
+    assert engine.system_prefix(short, engine.tokenize_chat(short)[0]) == 0
+
+
+def test_a_system_prompt_is_read_once_and_answers_stay_the_same(
+        engine: LlamaEngine, llm: llama_cpp.Llama) -> None:
+    """Every slot but the first borrows the system prompt's cache; answers are the ones read
+    from scratch, and what llama-cpp-python gives reading the system part, then the rest."""
+    questions = [QUESTIONS[0], QUESTIONS[1], QUESTIONS[3], QUESTIONS[4]]
+    alone = []
+    for question in questions:
+        engine.abort_all()  # nothing cached: the prompt is read from its first token
+        text, finished = collect(generate(engine, _with_system(question), lambda: False))
+        assert isinstance(finished, Finished) and finished.cached_tokens == 0
+        alone.append(text)
+    messages = list(_with_system(questions[0]).messages)
+    prompt, _ = engine.tokenize_chat(messages)
+    size = engine.system_prefix(messages, prompt)
+    llm.reset()
+    llm.eval(prompt[:size])
+    tokens = []
+    for token in llm.generate(prompt, temp=0.0, reset=True):  # reuses the evaluated prefix
+        if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token) or len(tokens) == 40:
+            break
+        tokens.append(token)
+    assert llm.detokenize(tokens).decode("utf-8", errors="replace") == alone[0]
+
+    engine.abort_all()
+    together = _together(engine, {n: _with_system(q) for n, q in enumerate(questions)})
+    assert [together[n][0] for n in range(4)] == alone
+    cached = sorted(last.cached_tokens for _, last in together.values()
+                    if isinstance(last, Finished))
+    assert cached == [0, size, size, size]
+    staggered = _together(engine, {n: _with_system(q) for n, q in enumerate(questions)},
+                          admit_at={1: 5, 2: 9, 3: 17})
+    assert [staggered[n][0] for n in range(4)] == alone
+    assert all(isinstance(last, Finished) and last.cached_tokens == size
+               for _, last in staggered.values())
+
+
+def test_another_system_prompt_is_read_whole(engine: LlamaEngine) -> None:
+    collect(generate(engine, _with_system(QUESTIONS[0]), lambda: False))
+    other = _with_system(QUESTIONS[0], system=SYSTEM.replace("Gemba", "Kaizen"))
+    _, finished = collect(generate(engine, other, lambda: False))
+    assert isinstance(finished, Finished) and finished.cached_tokens == 0

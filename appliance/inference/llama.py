@@ -11,9 +11,11 @@ distribution, or greedy) picks its token inside llama.cpp, so no logits are copi
 Tokens are counted, timed and detokenized incrementally.
 
 A slot keeps its tokens after its answer: the next turn of that conversation (a prompt that
-starts with the slot's whole previous prompt) reads only what is new. A new conversation never
-reuses another's cache: it is read whole, in the same chunks as always, so the same question at
-temperature 0 gets the same answer whenever it is asked.
+starts with the slot's whole previous prompt) reads only what is new. A new conversation reuses
+only its system prompt: a prompt is always read in the same chunks, its leading system
+messages first, then the rest, so the system part's cache is the same in every slot that read
+it, and a slot that holds it lends a copy to the next prompt that starts with it. The same
+question at temperature 0 gets the same answer whenever it is asked, in whatever slot.
 
 The chat template is the model's own (GGUF metadata), rendered by llama-cpp-python's sandboxed
 Jinja formatter.
@@ -28,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 import llama_cpp
+from jinja2 import TemplateError
 from llama_cpp._internals import LlamaModel
 from llama_cpp._logger import set_verbose
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -52,6 +55,8 @@ _TOP_K = 40
 _MIN_P = 0.05
 # Windows up to this long get the penalties' shortcut (see _shortlist).
 _SHORTLIST_MAX_WINDOW = 512
+# A shorter system prompt is read with the rest: a copy of a slot's cache would cost more.
+_MIN_PREFIX_TOKENS = 16
 
 
 @dataclass(eq=False)
@@ -61,6 +66,8 @@ class _Job:
     job_id: int
     request: GenerationRequest
     prompt: list[int]
+    prefix: int
+    """Leading system-message tokens, read as a chunk of their own (0: no such split)."""
     read: int
     """Prompt tokens already in the slot's cache (a follow-up starts past its earlier turns)."""
     max_tokens: int
@@ -97,6 +104,8 @@ class _Slot:
     """The tokens in this sequence's KV cache, in position order."""
     held_prompt: int = 0
     """How many of them were the last job's prompt."""
+    prefix: int = 0
+    """The first chunk the cache was read in, when it was a system prefix (else 0)."""
     job: _Job | None = None
     used_at: float = 0.0
 
@@ -112,7 +121,8 @@ class LlamaEngine:
         params.use_mmap, params.use_mlock = config.use_mmap, config.use_mlock
         self._model = LlamaModel(path_model=config.model_path, params=params, verbose=False)
         self._vocab = self._model.vocab
-        self._formatter = self._chat_formatter()
+        self._formatter = self._chat_formatter(add_generation_prompt=True)
+        self._prefix_formatter = self._chat_formatter(add_generation_prompt=False)
         slots = max(1, config.n_parallel)
         context = llama_cpp.llama_context_default_params()
         context.n_ctx = config.n_ctx * slots
@@ -144,7 +154,7 @@ class LlamaEngine:
             self._ctx = None
             self._model.close()
 
-    def _chat_formatter(self) -> Jinja2ChatFormatter:
+    def _chat_formatter(self, add_generation_prompt: bool) -> Jinja2ChatFormatter:
         model = self._model
         template = model.metadata().get("tokenizer.chat_template")
         if not template:
@@ -155,6 +165,7 @@ class LlamaEngine:
 
         return Jinja2ChatFormatter(template=template, eos_token=token_text(model.token_eos()),
                                    bos_token=token_text(model.token_bos()),
+                                   add_generation_prompt=add_generation_prompt,
                                    stop_token_ids=[model.token_eos()])
 
     @property
@@ -182,11 +193,30 @@ class LlamaEngine:
             [formatted.stop] if formatted.stop else []
         return tokens, stops
 
+    def system_prefix(self, messages: list[dict[str, str]], prompt: list[int]) -> int:
+        """How many of the prompt's first tokens are its leading system messages, as the
+        template renders them alone; 0 when there are none, they are short, or the template
+        renders them differently without what follows."""
+        lead = list(itertools.takewhile(lambda m: m.get("role") == "system", messages))
+        if not lead or len(lead) == len(messages):
+            return 0
+        try:
+            formatted = self._prefix_formatter(messages=lead)
+        except (TemplateError, ValueError, TypeError):
+            return 0  # a template that insists on a user turn
+        tokens = self._model.tokenize(formatted.prompt.encode("utf-8"),
+                                      add_bos=not formatted.added_special, special=True)
+        size = len(tokens)
+        if size < _MIN_PREFIX_TOKENS or size >= len(prompt) or prompt[:size] != tokens:
+            return 0
+        return size
+
     # -- jobs --------------------------------------------------------------------------------
     def admit(self, job_id: int, request: GenerationRequest) -> Prompt | Refused:
         """Give the job a slot; the caller admits no more jobs than there are slots."""
         started = time.perf_counter()
-        prompt, template_stops = self.tokenize_chat(list(request.messages))
+        messages = list(request.messages)
+        prompt, template_stops = self.tokenize_chat(messages)
         room = self._n_ctx - len(prompt)
         if room < _MIN_ANSWER_TOKENS:
             return Refused(
@@ -197,21 +227,23 @@ class LlamaEngine:
                 "shorten the question or start a new conversation; an engineer can raise "
                 "model.n_ctx if memory allows",
             )
-        slot, kept = self._slot_for(prompt)
+        prefix = self.system_prefix(messages, prompt)
+        slot, kept = self._slot_for(prompt, prefix)
         max_tokens = min(request.max_tokens, room)
-        slot.job = _Job(job_id, request, prompt, kept, max_tokens,
+        slot.job = _Job(job_id, request, prompt, prefix, kept, max_tokens,
                         sampler_chain(request, self._vocab, self._n_vocab),
                         _StopScanner([s for s in (*request.stop, *template_stops) if s]),
                         _Detokenizer(self._vocab), started, cached=kept,
                         order=next(self._admitted))
         return Prompt(len(prompt), max_tokens)
 
-    def _slot_for(self, prompt: list[int]) -> tuple[_Slot, int]:
+    def _slot_for(self, prompt: list[int], prefix: int) -> tuple[_Slot, int]:
         """A free slot, and how many of the prompt's tokens its cache already holds.
 
         The slot that holds this conversation's earlier turns (this prompt is its whole previous
-        prompt and more) keeps them; otherwise the least recently used free slot is emptied
-        and the prompt is read whole (the same prompt again, too: it gets the same answer)."""
+        prompt and more) keeps them; otherwise the least recently used free slot is emptied but
+        for the prompt's system prefix, if it holds it (the same prompt again gets the same
+        answer: nothing after the prefix is reused)."""
         free = [slot for slot in self._slots if slot.job is None]
         if not free:
             raise RuntimeError("no free slot: the worker admits at most n_parallel jobs")
@@ -222,8 +254,14 @@ class LlamaEngine:
                 self._forget(slot, kept)
                 return slot, kept
         slot = min(free, key=lambda s: s.used_at)
-        self._forget(slot, 0)
-        return slot, 0
+        kept = prefix if self._holds_prefix(slot, prompt, prefix) else 0
+        self._forget(slot, kept)
+        return slot, kept
+
+    @staticmethod
+    def _holds_prefix(slot: _Slot, prompt: list[int], prefix: int) -> bool:
+        return prefix > 0 and slot.prefix == prefix and len(slot.held) >= prefix \
+            and slot.held[:prefix] == prompt[:prefix]
 
     def _forget(self, slot: _Slot, keep: int) -> None:
         """Drop the slot's cache from position `keep` on."""
@@ -231,6 +269,21 @@ class LlamaEngine:
             llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, keep, -1)
             del slot.held[keep:]
         slot.held_prompt = 0
+        if keep < slot.prefix:
+            slot.prefix = 0
+
+    def _borrow_prefix(self, slot: _Slot, job: _Job) -> None:
+        """Copy the job's system prefix from a slot that holds it, instead of reading it.
+
+        llama.cpp copies a whole stream between slots (their caches are apart), then the copy
+        is cut back to the prefix: a few milliseconds against a few hundred to read it."""
+        for other in self._slots:
+            if other is not slot and self._holds_prefix(other, job.prompt, job.prefix):
+                llama_cpp.llama_memory_seq_cp(self._memory, other.seq, slot.seq, -1, -1)
+                llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, job.prefix, -1)
+                slot.held = other.held[:job.prefix]
+                slot.prefix = job.read = job.cached = job.prefix
+                return
 
     def cancel(self, job_id: int) -> list[Event]:
         for slot in self._slots:
@@ -266,8 +319,9 @@ class LlamaEngine:
         together, then one of the oldest unread prompt's next chunk; the events, by job.
 
         Prompts are never read in the same batch as other slots' tokens, and always in the
-        chunks they are read in alone: llama.cpp computes a large batch with other kernels than
-        a token or two, and the rounding would change the answer."""
+        same chunks (the system prefix, then n_batch tokens at a time): llama.cpp computes a
+        large batch with other kernels than a token or two, and the rounding would change the
+        answer."""
         events: list[tuple[int, Event]] = []
         answering = [slot for slot in self._slots
                      if slot.job is not None and slot.job.next_token is not None]
@@ -289,7 +343,14 @@ class LlamaEngine:
             slot = min(reading, key=lambda s: s.job.order if s.job else 0)
             job = slot.job
             assert job is not None
-            chunk = job.prompt[job.read:job.read + self._n_batch]
+            if job.read == 0:
+                slot.prefix = job.prefix
+                if job.prefix:
+                    self._borrow_prefix(slot, job)
+            end = job.read + self._n_batch
+            if job.read < job.prefix:
+                end = min(end, job.prefix)
+            chunk = job.prompt[job.read:end]
             for index, token in enumerate(chunk):
                 self._put(index, token, len(slot.held), slot.seq, False)
                 slot.held.append(token)
