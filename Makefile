@@ -45,6 +45,7 @@ bench: setup
 	$(PY) bench/decode.py
 	$(PY) bench/concurrency.py
 	$(PY) bench/conversation.py
+	$(PY) bench/json_mode.py
 	$(PY) bench/governor_sim.py
 	$(PY) bench/governor_real.py
 	$(PY) bench/plan_accuracy.py

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import llama_cpp
 import pytest
+from llama_cpp.llama_grammar import JSON_GBNF
 
 from appliance.config import GenerationSettings
 from appliance.inference.llama import LlamaEngine
@@ -75,6 +76,7 @@ def _ask(engine: LlamaEngine, question: str, max_tokens: int = 48, temperature: 
 
 def _reference(engine: LlamaEngine, llm: llama_cpp.Llama, question: str, max_tokens: int = 48,
                temperature: float = 0.0, seed: int | None = None,
+               grammar: llama_cpp.LlamaGrammar | None = None,
                **penalties: float) -> tuple[str, int]:
     """What the engine answered before it had its own loop: `Llama.generate`."""
     prompt, _ = engine.tokenize_chat([{"role": "user", "content": question}])
@@ -82,7 +84,8 @@ def _reference(engine: LlamaEngine, llm: llama_cpp.Llama, question: str, max_tok
     if seed is not None:
         llm.set_seed(seed)
     tokens: list[int] = []
-    generator = llm.generate(prompt, temp=temperature, top_p=0.95, reset=True, **penalties)
+    generator = llm.generate(prompt, temp=temperature, top_p=0.95, reset=True, grammar=grammar,
+                             **penalties)
     for token in generator:
         if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
             break
@@ -161,6 +164,32 @@ def test_json_mode_answers_json_only(engine: LlamaEngine) -> None:
                           max_tokens=200, json=True)
     assert finished.finish_reason == "stop"
     assert isinstance(json.loads(text), dict)
+
+
+@pytest.mark.parametrize(("question", "penalties"), [
+    ("Give the status of pump P-7 (running, 4.2 bar) as JSON.", {}),
+    ("List the alarms of the filler as a JSON array.", {"repeat_penalty": 1.1}),
+    (QUESTIONS[0], {"repeat_penalty": 1.1, "presence_penalty": 0.3}),
+], ids=["status", "list-penalised", "plain-question"])
+def test_json_mode_checks_one_token_and_answers_as_the_whole_vocabulary_check_does(
+        engine: LlamaEngine, llm: llama_cpp.Llama, question: str,
+        penalties: dict[str, float]) -> None:
+    """The engine asks the grammar about the token the model picked, and filters the whole
+    vocabulary only when that token is refused: the answer is the one llama-cpp-python gives
+    with the grammar in its sampler chain, filtering every token every time."""
+    grammar = llama_cpp.LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+    text, _ = _ask(engine, question, max_tokens=64, json=True, **penalties)
+    expected, _ = _reference(engine, llm, question, max_tokens=64, grammar=grammar, **penalties)
+    assert text == expected
+
+
+def test_json_mode_with_a_seed_repeats_and_parses(engine: LlamaEngine) -> None:
+    question = "Give the status of pump P-7 (running, 4.2 bar) as JSON."
+    one, finished = _ask(engine, question, max_tokens=200, temperature=0.8, seed=5, json=True)
+    two, _ = _ask(engine, question, max_tokens=200, temperature=0.8, seed=5, json=True)
+    assert one == two
+    if finished.finish_reason == "stop":
+        json.loads(one)
 
 
 def test_cancel_is_checked_between_tokens(engine: LlamaEngine) -> None:

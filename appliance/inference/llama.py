@@ -4,11 +4,13 @@ It runs inside the worker process. llama-cpp-python's `LlamaModel` loads the wei
 vocabulary; the context, the batch and the decode loop are ours, on llama.cpp's C API. The
 context has `n_parallel` sequences, one per answer slot, each with its own KV cache of `n_ctx`
 tokens (`kv_unified` off: a slot's cells sit where they would sit alone, so batching never
-changes an answer). Each `step` is one `llama_decode` of one `llama_batch` carrying, for every
-busy slot, its next token or its next prompt chunk; then each answering slot's own
-`llama_sampler` chain (penalties, grammar, top-k, top-p, min-p, temperature, seeded
-distribution, or greedy) picks its token inside llama.cpp, so no logits are copied into Python.
-Tokens are counted, timed and detokenized incrementally.
+changes an answer). Each `step` is one `llama_decode` of one `llama_batch` carrying every
+answering slot's next token, then one of the oldest unread prompt's next chunk, alone; each
+answering slot's own `llama_sampler` chain (penalties, top-k, top-p, min-p, temperature,
+seeded distribution, or greedy) picks its token inside llama.cpp, so no logits are copied into
+Python. In JSON mode llama.cpp's grammar is asked about the picked token only; it filters the
+whole vocabulary (then copied once, by numpy) only when it refuses that token. Tokens are
+counted, timed and detokenized incrementally.
 
 A slot keeps its tokens after its answer: the next turn of that conversation (a prompt that
 starts with the slot's whole previous prompt) reads only what is new. A new conversation reuses
@@ -26,10 +28,12 @@ from __future__ import annotations
 import codecs
 import ctypes
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 
 import llama_cpp
+import numpy as np
 from jinja2 import TemplateError
 from llama_cpp._internals import LlamaModel
 from llama_cpp._logger import set_verbose
@@ -72,6 +76,8 @@ class _Job:
     """Prompt tokens already in the slot's cache (a follow-up starts past its earlier turns)."""
     max_tokens: int
     sampler: llama_cpp.llama_sampler_p
+    grammar: llama_cpp.llama_sampler_p | None
+    """JSON mode's grammar, kept out of the chain (see LlamaEngine._sample_constrained)."""
     stops: _StopScanner
     text: _Detokenizer
     started: float
@@ -144,6 +150,8 @@ class LlamaEngine:
         self._n_batch = llama_cpp.llama_n_batch(self._ctx)
         self._n_vocab = self._model.n_vocab()
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        self._candidates = _Candidates(self._n_vocab)
+        self._one = _Candidates(1)
         self._slots = [_Slot(seq) for seq in range(slots)]
         self._admitted = itertools.count()
 
@@ -231,7 +239,10 @@ class LlamaEngine:
         slot, kept = self._slot_for(prompt, prefix)
         max_tokens = min(request.max_tokens, room)
         slot.job = _Job(job_id, request, prompt, prefix, kept, max_tokens,
-                        sampler_chain(request, self._vocab, self._n_vocab),
+                        sampler_chain(request, self._n_vocab),
+                        llama_cpp.llama_sampler_init_grammar(
+                            self._vocab, JSON_GBNF.encode("utf-8"), b"root")
+                        if request.json else None,
                         _StopScanner([s for s in (*request.stop, *template_stops) if s]),
                         _Detokenizer(self._vocab), started, cached=kept,
                         order=next(self._admitted))
@@ -296,7 +307,7 @@ class LlamaEngine:
         for slot in self._slots:
             if slot.job is not None:
                 ended.append(slot.job.job_id)
-                llama_cpp.llama_sampler_free(slot.job.sampler)
+                _free_samplers(slot.job)
                 slot.job = None
             self._forget(slot, 0)
         return ended
@@ -304,7 +315,7 @@ class LlamaEngine:
     def _end(self, slot: _Slot, reason: str) -> list[Event]:
         job = slot.job
         assert job is not None
-        llama_cpp.llama_sampler_free(job.sampler)
+        _free_samplers(job)
         slot.job = None
         slot.used_at = time.monotonic()
         if job.read < len(job.prompt):
@@ -371,8 +382,31 @@ class LlamaEngine:
     def _sample(self, slot: _Slot, index: int) -> list[tuple[int, Event]]:
         job = slot.job
         assert job is not None
-        token = llama_cpp.llama_sampler_sample(job.sampler, self._ctx, index)
+        if job.grammar is None:
+            token = llama_cpp.llama_sampler_sample(job.sampler, self._ctx, index)
+        else:
+            token = self._sample_constrained(job.sampler, job.grammar, index)
         return [(job.job_id, event) for event in self._take(slot, job, token)]
+
+    def _sample_constrained(self, chain: llama_cpp.llama_sampler_p,
+                            grammar: llama_cpp.llama_sampler_p, index: int) -> int:
+        """A token the grammar allows, checking the grammar on one token, not on every entry of
+        the vocabulary (llama.cpp's grammar sampler costs milliseconds over 49,152 entries).
+
+        The chain picks freely; when the grammar allows that token it is the token the chain
+        picks from the allowed ones too (greedy: the best allowed is the best; sampling: a
+        rejected draw is drawn again from the allowed ones, which is the same distribution).
+        Otherwise the grammar filters the whole vocabulary and the chain picks again, as
+        llama.cpp's own server does."""
+        logits = llama_cpp.llama_get_logits_ith(self._ctx, index)
+        token = self._candidates.pick(chain, logits)
+        if not self._one.allows(grammar, token):
+            self._candidates.fill(logits)
+            llama_cpp.llama_sampler_apply(grammar, self._candidates.pointer)
+            token = self._candidates.pick(chain, None)
+        llama_cpp.llama_sampler_accept(grammar, token)
+        llama_cpp.llama_sampler_accept(chain, token)
+        return token
 
     def _put(self, index: int, token: int, pos: int, seq: int, logits: bool) -> None:
         batch = self._batch
@@ -407,9 +441,55 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def sampler_chain(request: GenerationRequest, vocab: llama_cpp.llama_vocab_p,
-                  n_vocab: int) -> llama_cpp.llama_sampler_p:
+def _free_samplers(job: _Job) -> None:
+    llama_cpp.llama_sampler_free(job.sampler)
+    if job.grammar is not None:
+        llama_cpp.llama_sampler_free(job.grammar)
+
+
+class _Candidates:
+    """A llama_token_data_array over the vocabulary in memory of our own, filled from a
+    slot's logits with one numpy copy (no Python loop), for samplers applied one by one."""
+
+    _DTYPE = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data = (llama_cpp.llama_token_data * size)()
+        self._view = np.frombuffer(self._data, dtype=self._DTYPE)
+        self._ids = np.arange(size, dtype=np.int32)
+        self._array = llama_cpp.llama_token_data_array(self._data, size, -1, False)
+        self.pointer = ctypes.pointer(self._array)
+
+    def fill(self, logits: ctypes._Pointer[ctypes.c_float] | None) -> None:
+        """Every token with its logit (samplers sort and cut the array in place)."""
+        view = self._view
+        view["id"] = self._ids
+        if logits is not None:
+            view["logit"] = np.ctypeslib.as_array(logits, shape=(self._size,))
+        view["p"] = 0.0
+        self._array.size, self._array.selected, self._array.sorted = self._size, -1, False
+
+    def pick(self, chain: llama_cpp.llama_sampler_p,
+             logits: ctypes._Pointer[ctypes.c_float] | None) -> int:
+        """The chain's token: over fresh logits, or (None) over the array as it stands."""
+        if logits is not None:
+            self.fill(logits)
+        llama_cpp.llama_sampler_apply(chain, self.pointer)
+        return int(self._data[self._array.selected].id)
+
+    def allows(self, grammar: llama_cpp.llama_sampler_p, token: int) -> bool:
+        """Whether the grammar lets `token` come next (a one-entry array)."""
+        entry = self._data[0]
+        entry.id, entry.logit, entry.p = token, 0.0, 0.0
+        self._array.size, self._array.selected, self._array.sorted = 1, -1, False
+        llama_cpp.llama_sampler_apply(grammar, self.pointer)
+        return not math.isinf(self._data[0].logit)
+
+
+def sampler_chain(request: GenerationRequest, n_vocab: int) -> llama_cpp.llama_sampler_p:
     """The request's sampling as one llama.cpp chain; the caller frees it (llama_sampler_free).
+    JSON mode's grammar is a sampler of its own (LlamaEngine._sample_constrained).
 
     Penalties see only the answer's tokens (the chain accepts each sampled token), never the
     prompt: a grounded answer has to repeat its passages' words. Temperature 0 is greedy."""
@@ -425,8 +505,6 @@ def sampler_chain(request: GenerationRequest, vocab: llama_cpp.llama_vocab_p,
         add(llama_cpp.llama_sampler_init_penalties(
             n_vocab, request.penalty_last_n, request.repeat_penalty,
             request.frequency_penalty, request.presence_penalty))
-    if request.json:
-        add(llama_cpp.llama_sampler_init_grammar(vocab, JSON_GBNF.encode("utf-8"), b"root"))
     if request.temperature <= 0:
         add(llama_cpp.llama_sampler_init_greedy())
         return chain
@@ -452,11 +530,12 @@ def _shortlist(request: GenerationRequest) -> int | None:
     about 0.5 ms a token for SmolLM2's 49,152 entries, 5% of its decode time. Penalties that
     only lower logits move at most one token per distinct recent token (at most the window's
     length) ahead of any other, so the best `window + k` tokens before them hold the best `k`
-    after them: the same answer, exactly, from a short list. Negative penalties raise logits,
-    and a grammar may reject every short-listed token, so those get the whole vocabulary."""
+    after them: the same answer, exactly, from a short list (a grammar, when one filters first,
+    only leaves fewer to choose from). Negative penalties raise logits, so those get the whole
+    vocabulary."""
     lowers_only = (request.repeat_penalty >= 1.0 and request.frequency_penalty >= 0.0
                    and request.presence_penalty >= 0.0)
-    if request.json or not lowers_only or not 0 < request.penalty_last_n <= _SHORTLIST_MAX_WINDOW:
+    if not lowers_only or not 0 < request.penalty_last_n <= _SHORTLIST_MAX_WINDOW:
         return None
     return request.penalty_last_n + (1 if request.temperature <= 0 else _TOP_K)
 

@@ -115,8 +115,8 @@ class Finished:
     ttft_s: float | None
     decode_s: float
     cached_tokens: int = 0
-    """Prompt tokens that were already in the slot's cache (earlier turns of the conversation)
-    and were not read again."""
+    """Prompt tokens that were already in the cache (the system prompt, or the conversation's
+    earlier turns) and were not read again."""
 
     @property
     def tok_per_s(self) -> float | None:
