@@ -46,6 +46,7 @@ bench: setup
 	$(PY) bench/concurrency.py
 	$(PY) bench/conversation.py
 	$(PY) bench/json_mode.py
+	$(PY) bench/system_prompt.py
 	$(PY) bench/governor_sim.py
 	$(PY) bench/governor_real.py
 	$(PY) bench/plan_accuracy.py
