@@ -9,6 +9,7 @@ tokens; a system prompt is read once and copied to the slots that need it.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -346,3 +347,21 @@ def test_another_system_prompt_is_read_whole(engine: LlamaEngine) -> None:
     other = _with_system(QUESTIONS[0], system=SYSTEM.replace("Gemba", "Kaizen"))
     _, finished = collect(generate(engine, other, lambda: False))
     assert isinstance(finished, Finished) and finished.cached_tokens == 0
+
+
+def test_a_system_prompt_is_read_again_where_a_copy_would_take_longer(
+        engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a box where copying a slot's cache costs more than reading the system prompt (a very
+    long context), each slot reads it itself, and the answers are the same."""
+    assert 0 < engine._copy_s < 1.0  # measured when the engine was built
+    questions = [QUESTIONS[0], QUESTIONS[1]]
+    engine.abort_all()
+    copied = _together(engine, {n: _with_system(q) for n, q in enumerate(questions)})
+    monkeypatch.setattr(engine, "_copy_s", math.inf)
+    engine.abort_all()
+    read = _together(engine, {n: _with_system(q) for n, q in enumerate(questions)})
+    assert [read[n][0] for n in range(2)] == [copied[n][0] for n in range(2)]
+    assert [last.cached_tokens for _, last in read.values()
+            if isinstance(last, Finished)] == [0, 0]
+    assert [last.cached_tokens > 0 for _, last in copied.values()
+            if isinstance(last, Finished)] == [False, True]  # the second was copied

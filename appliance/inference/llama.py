@@ -112,6 +112,8 @@ class _Slot:
     """How many of them were the last job's prompt."""
     prefix: int = 0
     """The first chunk the cache was read in, when it was a system prefix (else 0)."""
+    prefix_read_s: float = 0.0
+    """How long reading that prefix took (where it was read, copies included)."""
     job: _Job | None = None
     used_at: float = 0.0
 
@@ -154,6 +156,7 @@ class LlamaEngine:
         self._one = _Candidates(1)
         self._slots = [_Slot(seq) for seq in range(slots)]
         self._admitted = itertools.count()
+        self._copy_s = self._time_a_copy() if slots > 1 else math.inf
 
     def close(self) -> None:
         if self._ctx:
@@ -284,17 +287,37 @@ class LlamaEngine:
             slot.prefix = 0
 
     def _borrow_prefix(self, slot: _Slot, job: _Job) -> None:
-        """Copy the job's system prefix from a slot that holds it, instead of reading it.
+        """Copy the job's system prefix from a slot that holds it, when a copy is quicker than
+        reading it (as measured here: the prefix's own reading, and a copy at start-up).
 
         llama.cpp copies a whole stream between slots (their caches are apart), then the copy
-        is cut back to the prefix: a few milliseconds against a few hundred to read it."""
+        is cut back to the prefix: about 13 ms for 2,048 tokens of context on 2 cores, against
+        150-500 ms to read a system prompt. A very long context and a short system prompt can
+        turn that around."""
         for other in self._slots:
-            if other is not slot and self._holds_prefix(other, job.prompt, job.prefix):
+            if other is not slot and self._holds_prefix(other, job.prompt, job.prefix) \
+                    and other.prefix_read_s > self._copy_s:
                 llama_cpp.llama_memory_seq_cp(self._memory, other.seq, slot.seq, -1, -1)
                 llama_cpp.llama_memory_seq_rm(self._memory, slot.seq, job.prefix, -1)
                 slot.held = other.held[:job.prefix]
                 slot.prefix = job.read = job.cached = job.prefix
+                slot.prefix_read_s = other.prefix_read_s
                 return
+
+    def _time_a_copy(self) -> float:
+        """Seconds llama.cpp takes to copy one slot's cache to another: a one-token decode after
+        a copy, less one without (the copy runs inside the next decode)."""
+        token = self._model.token_bos() if self._model.token_bos() >= 0 else 0
+        timings = []
+        for copy in (False, True, False, True):
+            if copy:
+                llama_cpp.llama_memory_seq_cp(self._memory, 0, 1, -1, -1)
+            self._put(0, token, 0, 1, False)
+            started = time.perf_counter()
+            self._decode(1)
+            timings.append(time.perf_counter() - started)
+            llama_cpp.llama_memory_seq_rm(self._memory, 1, 0, -1)
+        return max(0.0, min(timings[1], timings[3]) - min(timings[0], timings[2]))
 
     def cancel(self, job_id: int) -> list[Event]:
         for slot in self._slots:
@@ -355,11 +378,12 @@ class LlamaEngine:
             job = slot.job
             assert job is not None
             if job.read == 0:
-                slot.prefix = job.prefix
+                slot.prefix, slot.prefix_read_s = job.prefix, 0.0
                 if job.prefix:
                     self._borrow_prefix(slot, job)
             end = job.read + self._n_batch
-            if job.read < job.prefix:
+            in_prefix = job.read < job.prefix
+            if in_prefix:
                 end = min(end, job.prefix)
             chunk = job.prompt[job.read:end]
             for index, token in enumerate(chunk):
@@ -368,7 +392,10 @@ class LlamaEngine:
             job.read += len(chunk)
             if job.read == len(job.prompt):
                 self._batch.logits[len(chunk) - 1] = True
+            started = time.perf_counter()
             self._decode(len(chunk))
+            if in_prefix:
+                slot.prefix_read_s += time.perf_counter() - started
             if job.read == len(job.prompt):
                 events.extend(self._sample(slot, len(chunk) - 1))
         return events
