@@ -19,24 +19,22 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from appliance.config import DEFAULT_MODEL_ID, GenerationSettings, ModelSettings
 from appliance.inference.protocol import (
-    EngineConfig,
     Finished,
     GenerationRequest,
     collect,
     generate,
 )
-from appliance.models import resolve_verified
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.decode import load_average, machine_info  # noqa: E402 - bench/ is not on sys.path
+from bench.local_engine import local_engine, write_report  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "json_mode.json"
 PROMPTS = [
@@ -79,19 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL_ID)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
-    from appliance.inference.factory import default_threads
-    from appliance.inference.llama import LlamaEngine
-
-    with tempfile.TemporaryDirectory() as models_dir:
-        entry, path = resolve_verified(args.model, Path(models_dir))
-    model = ModelSettings()
-    threads = default_threads()
-    engine = LlamaEngine(EngineConfig(entry.id, str(path), entry.sha256, n_ctx=model.n_ctx,
-                                      n_threads=threads, n_batch=model.n_batch,
-                                      n_gpu_layers=0, n_parallel=1))
     load = {"start": load_average()}
     per_prompt = []
-    try:
+    with local_engine(args.model, n_parallel=1) as (entry, engine):
         for prompt in PROMPTS:
             one_run(engine, prompt, True, 8)  # warm-up
             runs: dict[str, list[dict[str, Any]]] = {"plain": [], "json": []}
@@ -107,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                                "runs": runs})
             print(f"{prompt[:50]:50}  plain {plain:6.1f}  json {as_json:6.1f} tok/s",
                   file=sys.stderr)
-    finally:
-        engine.close()
+        threads = engine.config.n_threads
     load["end"] = load_average()
     ratios = [p["ratio"] for p in per_prompt if p["ratio"]]
     report = {"benchmark": "json_mode",
@@ -116,15 +103,12 @@ def main(argv: list[str] | None = None) -> int:
               "machine": machine_info(), "load_average": load,
               "model": {"id": entry.id, "sha256": entry.sha256},
               "settings": {"runs": args.runs, "max_tokens": args.max_tokens, "threads": threads,
-                           "temperature": 0.0, "n_ctx": model.n_ctx},
+                           "temperature": 0.0, "n_ctx": ModelSettings().n_ctx},
               "median_ratio_json_vs_plain": round(statistics.median(ratios), 3) if ratios
               else None,
               "prompts": per_prompt}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
     print(f"json / plain decode rate (median over prompts): {report['median_ratio_json_vs_plain']}")
-    print(f"report: {args.output}")
+    write_report(args.output, report)
     return 0
 
 

@@ -19,17 +19,14 @@ What it measures
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.config import DEFAULT_MODEL_ID, GenerationSettings, ModelSettings
+from appliance.config import DEFAULT_MODEL_ID, GenerationSettings
 from appliance.inference.protocol import (
-    EngineConfig,
     Finished,
     GenerationRequest,
     collect,
@@ -37,11 +34,11 @@ from appliance.inference.protocol import (
 )
 from appliance.knowledge.answer import grounded_messages
 from appliance.knowledge.search import Hit
-from appliance.models import resolve_verified
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.decode import load_average, machine_info  # noqa: E402 - bench/ is not on sys.path
+from bench.local_engine import local_engine, write_report  # noqa: E402
 
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "system_prompt.json"
 PASSAGES = {
@@ -81,52 +78,42 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL_ID)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
-    from appliance.inference.factory import default_threads
-    from appliance.inference.llama import LlamaEngine
-
-    with tempfile.TemporaryDirectory() as models_dir:
-        entry, path = resolve_verified(args.model, Path(models_dir))
-    model, threads = ModelSettings(), default_threads()
-    engine = LlamaEngine(EngineConfig(entry.id, str(path), entry.sha256, n_ctx=model.n_ctx,
-                                      n_threads=threads, n_batch=model.n_batch,
-                                      n_gpu_layers=0, n_parallel=model.n_parallel))
     load = {"start": load_average()}
     results: dict[str, Any] = {}
-    try:
+    with local_engine(args.model) as (entry, engine):
         for name, messages in prompts().items():
-            prompt, _ = engine.tokenize_chat(list(messages))
-            system = engine.system_prefix(list(messages), prompt)
-            first_token(engine, messages)  # warm-up
-            cold, warm, cached_ok = [], [], True
-            for _ in range(args.runs):
-                engine.abort_all()
-                cold.append(first_token(engine, messages))
-                warm.append(first_token(engine, messages))
-                cached_ok &= cold[-1].cached_tokens == 0 and warm[-1].cached_tokens == system
-            results[name] = {
-                "prompt_tokens": len(prompt), "system_tokens": system,
-                "cold_ttft_ms": round(statistics.median(f.ttft_s or 0 for f in cold) * 1000, 1),
-                "warm_ttft_ms": round(statistics.median(f.ttft_s or 0 for f in warm) * 1000, 1),
-                "cached_tokens_as_expected": cached_ok}
+            results[name] = cold_and_warm(engine, messages, args.runs)
             r = results[name]
-            print(f"{name:12} {len(prompt):4} tokens ({system} system)  cold "
-                  f"{r['cold_ttft_ms']:7.1f} ms  warm {r['warm_ttft_ms']:7.1f} ms",
+            print(f"{name:12} {r['prompt_tokens']:4} tokens ({r['system_tokens']} system)  "
+                  f"cold {r['cold_ttft_ms']:7.1f} ms  warm {r['warm_ttft_ms']:7.1f} ms",
                   file=sys.stderr)
-    finally:
-        engine.close()
+        config = engine.config
     load["end"] = load_average()
-    report = {"benchmark": "system_prompt",
-              "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-              "machine": machine_info(), "load_average": load,
-              "model": {"id": entry.id, "sha256": entry.sha256},
-              "settings": {"runs": args.runs, "threads": threads, "n_ctx": model.n_ctx,
-                           "n_parallel": model.n_parallel, "n_batch": model.n_batch},
-              "prompts": results}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
-    print(f"report: {args.output}")
+    write_report(args.output, {
+        "benchmark": "system_prompt",
+        "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(), "load_average": load,
+        "model": {"id": entry.id, "sha256": entry.sha256},
+        "settings": {"runs": args.runs, "threads": config.n_threads, "n_ctx": config.n_ctx,
+                     "n_parallel": config.n_parallel, "n_batch": config.n_batch},
+        "prompts": results})
     return 0
+
+
+def cold_and_warm(engine: Any, messages: tuple[dict[str, str], ...], runs: int) -> dict[str, Any]:
+    prompt, _ = engine.tokenize_chat(list(messages))
+    system = engine.system_prefix(list(messages), prompt)
+    first_token(engine, messages)  # warm-up
+    cold, warm, cached_ok = [], [], True
+    for _ in range(runs):
+        engine.abort_all()
+        cold.append(first_token(engine, messages))
+        warm.append(first_token(engine, messages))
+        cached_ok &= cold[-1].cached_tokens == 0 and warm[-1].cached_tokens == system
+    return {"prompt_tokens": len(prompt), "system_tokens": system,
+            "cold_ttft_ms": round(statistics.median(f.ttft_s or 0 for f in cold) * 1000, 1),
+            "warm_ttft_ms": round(statistics.median(f.ttft_s or 0 for f in warm) * 1000, 1),
+            "cached_tokens_as_expected": cached_ok}
 
 
 if __name__ == "__main__":
