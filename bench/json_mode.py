@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
               "prompts": per_prompt}
     print(f"json / plain decode rate (median over prompts): {report['median_ratio_json_vs_plain']}")
     write_report(args.output, report)
+    print(f"report: {args.output}")
     return 0
 
 

@@ -34,4 +34,3 @@ def local_engine(model_id: str, **model: Any) -> Iterator[tuple[CatalogEntry, An
 def write_report(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(f"report: {path}")

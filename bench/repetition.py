@@ -28,7 +28,6 @@ import json
 import re
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -37,15 +36,16 @@ from typing import Any
 
 from appliance.config import DEFAULT_MODEL_ID, GenerationSettings
 from appliance.inference.protocol import (
-    EngineConfig,
     Finished,
     GenerationRequest,
     collect,
     generate,
 )
-from appliance.models import resolve_verified
+from appliance.models import CatalogEntry
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.local_engine import local_engine, write_report  # noqa: E402 - bench/ is not on sys.path
 
 DEFAULT_OUTPUT = ROOT / "bench" / "results" / "repetition.json"
 CORPUS = ROOT / "bench" / "knowledge_corpus" / "questions.json"
@@ -188,12 +188,11 @@ def summarize(answers: list[Answer]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> None:
     """Every setting in turn; the report is rewritten after each, so a long sweep that is
     stopped keeps what it measured."""
-    from appliance.inference.llama import LlamaEngine
+    with local_engine(args.model, n_threads=args.threads, n_parallel=1) as (entry, engine):
+        sweep(args, entry, engine)
 
-    with tempfile.TemporaryDirectory() as models_dir:
-        entry, path = resolve_verified(args.model, Path(models_dir))
-    engine = LlamaEngine(EngineConfig(entry.id, str(path), entry.sha256, n_ctx=2048,
-                                      n_threads=args.threads, n_batch=512, n_gpu_layers=0))
+
+def sweep(args: argparse.Namespace, entry: CatalogEntry, engine: Any) -> None:
     questions = question_set(args.per_language)
     results: dict[str, Any] = {}
     report = {"benchmark": "repetition",
@@ -231,9 +230,7 @@ def run(args: argparse.Namespace) -> None:
               f"at limit {overall['at_limit_share']:.3f}  "
               f"list {listed.completion_tokens} tokens ({listed.finish_reason})  "
               f"{overall['median_tok_per_s']} tok/s", file=sys.stderr)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                               encoding="utf-8")
+        write_report(args.output, report)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

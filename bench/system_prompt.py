@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"runs": args.runs, "threads": config.n_threads, "n_ctx": config.n_ctx,
                      "n_parallel": config.n_parallel, "n_batch": config.n_batch},
         "prompts": results})
+    print(f"report: {args.output}")
     return 0
 
 
