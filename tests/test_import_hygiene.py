@@ -21,6 +21,7 @@ CORE_MODULES = [
     "appliance.models",
     "appliance.governor",
     "appliance.inference.protocol",
+    "appliance.inference.stops",
     "appliance.limits",
     "installer.derive",
     "installer.plan",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.inference.llama import _StopScanner
+from appliance.inference.stops import StopScanner
 
 
 def _run(stops: list[str], pieces: list[str]) -> tuple[str, bool]:
-    scanner = _StopScanner(stops)
+    scanner = StopScanner(stops)
     shown = []
     for piece in pieces:
         text, hit = scanner.feed(piece)

@@ -49,6 +49,7 @@ from appliance.inference.protocol import (
     Prompt,
     Refused,
 )
+from appliance.inference.stops import StopScanner
 
 # Tokens always left free for the answer when a prompt is checked against the context.
 _MIN_ANSWER_TOKENS = 16
@@ -78,7 +79,7 @@ class _Job:
     sampler: llama_cpp.llama_sampler_p
     grammar: llama_cpp.llama_sampler_p | None
     """JSON mode's grammar, kept out of the chain (see LlamaEngine._sample_constrained)."""
-    stops: _StopScanner
+    stops: StopScanner
     text: _Detokenizer
     started: float
     cached: int = 0
@@ -246,7 +247,7 @@ class LlamaEngine:
                         llama_cpp.llama_sampler_init_grammar(
                             self._vocab, JSON_GBNF.encode("utf-8"), b"root")
                         if request.json else None,
-                        _StopScanner([s for s in (*request.stop, *template_stops) if s]),
+                        StopScanner([s for s in (*request.stop, *template_stops) if s]),
                         _Detokenizer(self._vocab), started, cached=kept,
                         order=next(self._admitted))
         return Prompt(len(prompt), max_tokens)
@@ -587,36 +588,3 @@ class _Detokenizer:
 
     def flush(self) -> str:
         return self._utf8.decode(b"", final=True)
-
-
-class _StopScanner:
-    """Holds back text that could be the start of a stop string; reports when one is complete."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self._stops = stops
-        self._held = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        if not self._stops:
-            return text, False
-        buffer = self._held + text
-        for stop in self._stops:
-            at = buffer.find(stop)
-            if at >= 0:
-                self._held = ""
-                return buffer[:at], True
-        keep = max((_overlap(buffer, stop) for stop in self._stops), default=0)
-        self._held = buffer[len(buffer) - keep:] if keep else ""
-        return buffer[:len(buffer) - keep], False
-
-    def flush(self, text: str) -> str:
-        out, self._held = self._held + text, ""
-        return out
-
-
-def _overlap(text: str, stop: str) -> int:
-    """Length of the longest end of `text` that is a beginning of `stop`."""
-    for size in range(min(len(text), len(stop) - 1), 0, -1):
-        if text.endswith(stop[:size]):
-            return size
-    return 0
