@@ -37,7 +37,7 @@ from appliance.hardware.simulated import ENV as SIMULATED_ENV
 from appliance.hardware.simulated import SimulatedSensor
 from appliance.hardware.simulated import parse as parse_simulated
 from appliance.hardware.telemetry import Sample, take_sample
-from appliance.inference.factory import engine_config
+from appliance.inference.factory import engine_config, system_prompts
 from appliance.inference.protocol import EngineConfig
 from appliance.inference.scheduler import Scheduler
 from appliance.inference.supervisor import EngineSupervisor
@@ -86,7 +86,7 @@ def _prepare(settings: Settings, paths: Paths, host: str, port: int) -> Daemon:
     sock = _bind(host, port)
     try:
         engine = engine_config(settings.model, settings.generation, entry.id, model_path,
-                               entry.sha256)
+                               entry.sha256, system_prompts=system_prompts(settings))
     except ConfigError:
         sock.close()
         raise

@@ -30,6 +30,7 @@ from appliance.errors import ModelIntegrityError
 from appliance.fileio import write_atomic
 from appliance.hardware.facts import HostFacts
 from appliance.inference.factory import engine_config as make_engine_config
+from appliance.inference.factory import system_prompts
 from appliance.inference.protocol import EngineConfig
 from appliance.models import (
     MANIFEST,
@@ -149,7 +150,7 @@ def engine_config(source: ModelSource, model_path: Path, plan: Plan, profile: Pr
     text = planned_config(paths.config_file, source.entry.id, plan, profile)
     settings = validate_settings(tomllib.loads(text), paths.config_file)
     return make_engine_config(settings.model, settings.generation, source.entry.id, model_path,
-                              source.entry.sha256)
+                              source.entry.sha256, system_prompts=system_prompts(settings))
 
 
 def commit(source: ModelSource, staged: Path, paths: Paths, plan: Plan, profile: Profile) -> Path:

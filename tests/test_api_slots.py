@@ -71,3 +71,11 @@ def test_a_follow_up_reuses_its_conversation_and_a_new_one_only_the_system_promp
     assert again.usage.prompt_tokens_details.cached_tokens == system
     assert one.usage.prompt_tokens_details.cached_tokens in (0, system)
     assert again.choices[0].message.content == one.choices[0].message.content
+
+
+def test_the_first_question_after_a_start_finds_the_system_prompt_read(
+        gemba_home: GembaHome) -> None:
+    """The daemon's engine reads its system prompts before it says it is ready."""
+    gemba_home.start_daemon()
+    first = _ask(gemba_home, [{"role": "user", "content": "What does PPE stand for?"}])
+    assert 16 <= first.usage.prompt_tokens_details.cached_tokens < first.usage.prompt_tokens

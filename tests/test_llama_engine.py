@@ -365,3 +365,27 @@ def test_a_system_prompt_is_read_again_where_a_copy_would_take_longer(
             if isinstance(last, Finished)] == [0, 0]
     assert [last.cached_tokens > 0 for _, last in copied.values()
             if isinstance(last, Finished)] == [False, True]  # the second was copied
+
+
+def test_a_system_prompt_held_at_start_serves_the_first_question(engine: LlamaEngine) -> None:
+    engine.abort_all()
+    cold, read = collect(generate(engine, _with_system(QUESTIONS[1]), lambda: False))
+    engine.abort_all()
+    engine.hold(SYSTEM)
+    engine.hold(SYSTEM)  # already held: no second slot
+    assert sum(bool(slot.held) for slot in engine._slots) == 1
+    text, held = collect(generate(engine, _with_system(QUESTIONS[1]), lambda: False))
+    assert isinstance(read, Finished) and isinstance(held, Finished)
+    assert (read.cached_tokens, text) == (0, cold)
+    assert 16 <= held.cached_tokens < held.prompt_tokens
+
+
+def test_holding_a_system_prompt_never_empties_a_slot(engine: LlamaEngine) -> None:
+    engine.abort_all()
+    for n, question in enumerate(QUESTIONS[:4]):  # every slot holds a conversation
+        engine.admit(n, _request(question, 2))
+    while engine.active:
+        engine.step()
+    held = [list(slot.held) for slot in engine._slots]
+    engine.hold(SYSTEM)
+    assert [list(slot.held) for slot in engine._slots] == held

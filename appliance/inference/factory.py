@@ -9,11 +9,12 @@ from pathlib import Path
 
 import psutil
 
-from appliance.config import GenerationSettings, ModelSettings
+from appliance.config import GenerationSettings, ModelSettings, Settings
 from appliance.errors import ConfigError
 from appliance.inference.fake import ENV as FAKE_ENV
 from appliance.inference.fake import FakeScript
 from appliance.inference.protocol import EngineConfig
+from appliance.knowledge.answer import grounded_system
 
 
 def default_threads() -> int:
@@ -23,9 +24,11 @@ def default_threads() -> int:
 
 def engine_config(model: ModelSettings, generation: GenerationSettings, model_id: str,
                   model_path: Path, model_sha256: str,
-                  environ: Mapping[str, str] | None = None) -> EngineConfig:
+                  environ: Mapping[str, str] | None = None,
+                  system_prompts: tuple[str, ...] = ()) -> EngineConfig:
     """The engine the settings describe. `GEMBA_FAKE_ENGINE` (tests only) swaps llama.cpp
-    for a scripted engine in the same worker process."""
+    for a scripted engine in the same worker process. `system_prompts`: read at start (the
+    daemon's: `system_prompts`)."""
     env = os.environ if environ is None else environ
     script = env.get(FAKE_ENV) or None
     if script is not None:
@@ -40,4 +43,14 @@ def engine_config(model: ModelSettings, generation: GenerationSettings, model_id
         n_batch=model.n_batch, n_gpu_layers=model.n_gpu_layers, n_ubatch=model.n_ubatch,
         kv_cache_type=model.kv_cache_type, flash_attn=model.flash_attn,
         use_mmap=model.use_mmap, use_mlock=model.use_mlock,
-        stream_interval_ms=generation.stream_interval_ms, fake_script=script)
+        stream_interval_ms=generation.stream_interval_ms, fake_script=script,
+        system_prompts=system_prompts)
+
+
+def system_prompts(settings: Settings) -> tuple[str, ...]:
+    """The system prompts the engine reads when it starts, most used first: a grounded answer's
+    rules in the plant's language (when answers come from the documents), then plain chat's."""
+    plain = settings.generation.system_prompt
+    if settings.knowledge.mode == "off":
+        return (plain,)
+    return (grounded_system(settings.knowledge.locale), plain)

@@ -122,6 +122,9 @@ class FakeEngine:
     def active(self) -> int:
         return len(self.jobs)
 
+    def hold(self, system_prompt: str) -> None:
+        """Nothing to read: a scripted answer has no prompt cache."""
+
     def set_threads(self, n_threads: int) -> None:
         self.n_threads = n_threads
 

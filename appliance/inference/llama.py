@@ -252,6 +252,26 @@ class LlamaEngine:
                         order=next(self._admitted))
         return Prompt(len(prompt), max_tokens)
 
+    def hold(self, system_prompt: str) -> None:
+        """Read a system prompt into an empty slot, as a question's first chunk is read, so the
+        first question that starts with it does not read it. Never empties a slot."""
+        messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": "?"}]
+        prompt, _ = self.tokenize_chat(messages)
+        prefix = self.system_prefix(messages, prompt)
+        empty = [slot for slot in self._slots if slot.job is None and not slot.held]
+        if not prefix or not empty or any(self._holds_prefix(slot, prompt, prefix)
+                                          for slot in self._slots):
+            return
+        slot = empty[0]
+        started = time.perf_counter()
+        for start in range(0, prefix, self._n_batch):
+            chunk = prompt[start:min(start + self._n_batch, prefix)]
+            for index, token in enumerate(chunk):
+                self._put(index, token, start + index, slot.seq, False)
+            self._decode(len(chunk))
+            slot.held.extend(chunk)
+        slot.prefix, slot.prefix_read_s = prefix, time.perf_counter() - started
+
     def _slot_for(self, prompt: list[int], prefix: int) -> tuple[_Slot, int]:
         """A free slot, and how many of the prompt's tokens its cache already holds.
 

@@ -32,6 +32,9 @@ class EngineConfig:
     use_mlock: bool = False
     stream_interval_ms: float = 0.0
     """Pieces faster than this are sent together (fewer wake-ups for daemon and clients)."""
+    system_prompts: tuple[str, ...] = ()
+    """System prompts read into empty slots before the engine reports ready, so the first
+    questions that start with them do not read them (as many as there are slots)."""
     fake_script: str | None = None
     """Tests only: a `FakeEngine` script (JSON) answers instead of llama.cpp."""
 
@@ -157,6 +160,9 @@ class Engine(Protocol):
     def active(self) -> int: ...
 
     def set_threads(self, n_threads: int) -> None: ...
+
+    def hold(self, system_prompt: str) -> None:
+        """Read a system prompt into an empty slot (none left: nothing happens)."""
 
     def admit(self, job_id: int, request: GenerationRequest) -> Prompt | Refused: ...
 

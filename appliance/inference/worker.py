@@ -47,6 +47,13 @@ def run_worker(conn: Connection, config: EngineConfig) -> None:
     except Exception as exc:  # noqa: BLE001 - any load failure is reported, not raised
         conn.send(LoadFailed(f"{exc} ({memory_needed(config)})"))
         return
+    try:
+        for system_prompt in config.system_prompts:
+            engine.hold(system_prompt)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot read a prompt cannot answer
+        conn.send(LoadFailed(f"the model was loaded but could not read the system prompt: "
+                             f"{exc}"))
+        return
     conn.send(Ready(time.perf_counter() - started, engine.n_ctx))
     serve_jobs(conn, engine)
 
