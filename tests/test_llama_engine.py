@@ -353,7 +353,6 @@ def test_a_system_prompt_is_read_again_where_a_copy_would_take_longer(
         engine: LlamaEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a box where copying a slot's cache costs more than reading the system prompt (a very
     long context), each slot reads it itself, and the answers are the same."""
-    assert 0 < engine._copy_s < 1.0  # measured when the engine was built
     questions = [QUESTIONS[0], QUESTIONS[1]]
     engine.abort_all()
     copied = _together(engine, {n: _with_system(q) for n, q in enumerate(questions)})

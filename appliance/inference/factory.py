@@ -27,8 +27,8 @@ def engine_config(model: ModelSettings, generation: GenerationSettings, model_id
                   environ: Mapping[str, str] | None = None,
                   system_prompts: tuple[str, ...] = ()) -> EngineConfig:
     """The engine the settings describe. `GEMBA_FAKE_ENGINE` (tests only) swaps llama.cpp
-    for a scripted engine in the same worker process. `system_prompts`: read at start (the
-    daemon's: `system_prompts`)."""
+    for a scripted engine in the same worker process. `system_prompts` are read into slots
+    before the engine reports ready (the daemon passes `system_prompts(settings)`)."""
     env = os.environ if environ is None else environ
     script = env.get(FAKE_ENV) or None
     if script is not None:

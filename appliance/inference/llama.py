@@ -263,14 +263,10 @@ class LlamaEngine:
                                           for slot in self._slots):
             return
         slot = empty[0]
-        started = time.perf_counter()
+        slot.prefix, slot.prefix_read_s = prefix, 0.0
         for start in range(0, prefix, self._n_batch):
-            chunk = prompt[start:min(start + self._n_batch, prefix)]
-            for index, token in enumerate(chunk):
-                self._put(index, token, start + index, slot.seq, False)
-            self._decode(len(chunk))
-            slot.held.extend(chunk)
-        slot.prefix, slot.prefix_read_s = prefix, time.perf_counter() - started
+            slot.prefix_read_s += self._read(slot, prompt[start:min(start + self._n_batch, prefix)],
+                                             last_logits=False)
 
     def _slot_for(self, prompt: list[int], prefix: int) -> tuple[_Slot, int]:
         """A free slot, and how many of the prompt's tokens its cache already holds.
@@ -295,8 +291,7 @@ class LlamaEngine:
 
     @staticmethod
     def _holds_prefix(slot: _Slot, prompt: list[int], prefix: int) -> bool:
-        return prefix > 0 and slot.prefix == prefix and len(slot.held) >= prefix \
-            and slot.held[:prefix] == prompt[:prefix]
+        return prefix > 0 and slot.prefix == prefix and slot.held[:prefix] == prompt[:prefix]
 
     def _forget(self, slot: _Slot, keep: int) -> None:
         """Drop the slot's cache from position `keep` on."""
@@ -407,19 +402,24 @@ class LlamaEngine:
             if in_prefix:
                 end = min(end, job.prefix)
             chunk = job.prompt[job.read:end]
-            for index, token in enumerate(chunk):
-                self._put(index, token, len(slot.held), slot.seq, False)
-                slot.held.append(token)
             job.read += len(chunk)
-            if job.read == len(job.prompt):
-                self._batch.logits[len(chunk) - 1] = True
-            started = time.perf_counter()
-            self._decode(len(chunk))
+            last = job.read == len(job.prompt)
+            seconds = self._read(slot, chunk, last_logits=last)
             if in_prefix:
-                slot.prefix_read_s += time.perf_counter() - started
-            if job.read == len(job.prompt):
+                slot.prefix_read_s += seconds
+            if last:
                 events.extend(self._sample(slot, len(chunk) - 1))
         return events
+
+    def _read(self, slot: _Slot, chunk: list[int], last_logits: bool) -> float:
+        """Decode prompt tokens into the slot's cache after what it holds; the seconds taken."""
+        for index, token in enumerate(chunk):
+            self._put(index, token, len(slot.held), slot.seq, False)
+            slot.held.append(token)
+        self._batch.logits[len(chunk) - 1] = last_logits
+        started = time.perf_counter()
+        self._decode(len(chunk))
+        return time.perf_counter() - started
 
     def _decode(self, count: int) -> None:
         self._batch.n_tokens = count
