@@ -69,8 +69,9 @@ class ModelSettings(_Section):
     """Micro-batch: tokens computed at once; the compute buffer grows with it."""
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     """KV cache element type; q8_0 and q4_0 halve or quarter it and need flash_attn."""
-    flash_attn: bool = False
-    """Use flash attention (needed for a quantized KV cache; faster on GPUs)."""
+    flash_attn: bool = True
+    """Use flash attention: llama.cpp's own choice on CPU and GPU, faster there, and needed for
+    a quantized KV cache."""
     use_mmap: bool = True
     """Map the model file instead of reading it into private memory."""
     use_mlock: bool = False

@@ -107,9 +107,10 @@ class _Shape:
     n_gpu_layers: int
     kv_type: str
     n_ubatch: int
-    flash_attn: bool
     n_parallel: int = 1
     """Answers decoded at once: each slot holds its own KV cache of n_ctx tokens."""
+    flash_attn: bool = True
+    """Always planned on; estimates for a config that turns it off count the score buffer."""
 
 
 def estimate_memory(model: ModelFacts, shape: _Shape, facts: HostFacts,
@@ -191,7 +192,7 @@ def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
         "kv_cache_type": Choice(shape.kv_type, "f16 keeps answers exact" if shape.kv_type == "f16"
                                 else "q8_0 halves the KV cache to fit memory (needs flash "
                                      "attention)"),
-        "flash_attn": Choice(shape.flash_attn, _flash_reason(shape, gpu.layers)),
+        "flash_attn": Choice(shape.flash_attn, _flash_reason(shape)),
         "use_mmap": Choice(True, "map the model file: it loads in a moment and its pages are "
                                  "shared with the page cache"),
         "use_mlock": _mlock(facts, memory),
@@ -265,7 +266,7 @@ def _fit(facts: HostFacts, profile: Profile, model: ModelFacts, ctx_limit: int,
          gpu: _Offload) -> tuple[_Shape, MemoryEstimate, str]:
     """The most generous shape that fits RAM and VRAM, trying frugal options in expert order:
     fewer GPU layers, then a smaller micro-batch, a q8_0 KV cache, and last a shorter context."""
-    first = tried = _Shape(ctx_limit, gpu.layers, "f16", 512, gpu.layers > 0)
+    first = tried = _Shape(ctx_limit, gpu.layers, "f16", 512)
     for shape in _candidates(first, model):
         memory = estimate_memory(model, shape, facts, profile)
         tried = shape
@@ -356,8 +357,7 @@ def _candidates(first: _Shape, model: ModelFacts):  # type: ignore[no-untyped-de
         for kv_type in ("f16", "q8_0"):
             for n_ubatch in (512, 256, 128):
                 for n_gpu_layers in gpu_steps:
-                    yield _Shape(n_ctx, n_gpu_layers, kv_type, n_ubatch,
-                                 n_gpu_layers > 0 or kv_type != "f16")
+                    yield _Shape(n_ctx, n_gpu_layers, kv_type, n_ubatch)
 
 
 def _describe_changes(first: _Shape, chosen: _Shape) -> str:
@@ -373,12 +373,11 @@ def _describe_changes(first: _Shape, chosen: _Shape) -> str:
     return ("to fit memory: " + ", ".join(notes)) if notes else ""
 
 
-def _flash_reason(shape: _Shape, gpu_layers: int) -> str:
+def _flash_reason(shape: _Shape) -> str:
     if shape.kv_type != "f16":
         return "on: a quantized KV cache needs flash attention"
-    if gpu_layers:
-        return "on: faster on the GPU and no attention-score buffer"
-    return "off: on the CPU the f16 cache with plain attention is llama.cpp's tested path"
+    return ("on: llama.cpp's own choice on CPU and GPU; faster answers and prompt reading, "
+            "and no attention-score buffer")
 
 
 def _mlock(facts: HostFacts, memory: MemoryEstimate) -> Choice:

@@ -101,7 +101,7 @@ def test_cli_config_show_hides_the_api_key(gemba_home: GembaHome) -> None:
 
 
 @pytest.mark.parametrize("text, key", [
-    ('[model]\nkv_cache_type = "q8_0"\n', "flash_attn"),
+    ('[model]\nkv_cache_type = "q8_0"\nflash_attn = false\n', "flash_attn"),
     ("[generation]\nmax_tokens = 4096\nmax_tokens_limit = 1024\n", "max_tokens_limit"),
     ('[model]\nkv_cache_type = "q2"\n', "model.kv_cache_type"),
 ])

@@ -27,7 +27,7 @@ class EngineConfig:
     n_parallel: int = 1
     """Slots: answers decoded together in one batch, each with its own n_ctx of KV cache."""
     kv_cache_type: str = "f16"
-    flash_attn: bool = False
+    flash_attn: bool = True
     use_mmap: bool = True
     use_mlock: bool = False
     stream_interval_ms: float = 0.0
