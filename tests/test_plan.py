@@ -350,3 +350,20 @@ def test_kv_cache_estimate_matches_llama_cpp_for_the_embedded_model(smollm: Mode
 
 def test_same_inputs_same_plan(smollm: ModelFacts) -> None:
     assert plan_for("i7-ipc-32gb", smollm) == plan_for("i7-ipc-32gb", smollm)
+
+
+@pytest.mark.parametrize("box", ["i7-ipc-32gb", "vm-no-sensors", "ipc-rtx-a2000-12gb",
+                                 "jetson-orin-nx-16gb-15w"])
+def test_flash_attention_is_planned_on_for_cpu_and_gpu(box: str, smollm: ModelFacts) -> None:
+    plan = plan_for(box, smollm)
+    assert plan.value("flash_attn") is True
+    assert plan.settings["flash_attn"].reason.startswith("on: ")
+
+
+def test_cpu_plan_counts_no_attention_score_buffer(smollm: ModelFacts) -> None:
+    """With flash attention the CPU's compute memory is far below the score buffer plain
+    attention would need for the planned context (context x micro-batch x heads x 4 bytes)."""
+    plan = plan_for("i7-ipc-32gb", smollm, 8192)
+    scores = plan.value("n_ctx") * plan.value("n_ubatch") * smollm.heads * 4
+    assert plan.value("n_ctx") == 8192 and plan.value("n_gpu_layers") == 0
+    assert plan.memory.compute_cpu_bytes < scores / 4
