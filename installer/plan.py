@@ -109,8 +109,6 @@ class _Shape:
     n_ubatch: int
     n_parallel: int = 1
     """Answers decoded at once: each slot holds its own KV cache of n_ctx tokens."""
-    flash_attn: bool = True
-    """Always planned on; estimates for a config that turns it off count the score buffer."""
 
 
 def estimate_memory(model: ModelFacts, shape: _Shape, facts: HostFacts,
@@ -148,26 +146,25 @@ def _repacks(facts: HostFacts) -> bool:
 
 
 def _compute_gpu_bytes(model: ModelFacts, shape: _Shape) -> int:
-    """The GPU compute buffer llama.cpp reserves (and the driver really allocates): the larger
-    of the logits and the attention scores, plus a micro-batch's work tensors."""
+    """The GPU compute buffer llama.cpp reserves (and the driver really allocates): the logits
+    plus a micro-batch's work tensors (flash attention, always planned, keeps no score buffer)."""
     ubatch = min(shape.n_ubatch, shape.n_ctx)
     logits = model.vocab * ubatch * 4
-    scores = 0 if shape.flash_attn else shape.n_ctx * ubatch * model.heads * 4
     work = ubatch * (model.embedding * 4 + model.feed_forward * 3) * 4
-    return max(logits, scores) + work
+    return logits + work
 
 
 def _compute_cpu_bytes(model: ModelFacts, shape: _Shape) -> int:
     """CPU compute memory actually touched: llama.cpp reserves logits for a whole micro-batch
-    but generation writes one row per slot; reading a full-context prompt touches the attention
-    scores, their f16 copy (half again) and the masks (measured at 512-8192 tokens on three
-    models). Slots do not widen the scores or masks: each slot's stream attends to its own
-    n_ctx, and a micro-batch's tokens are split between the streams."""
+    but generation writes one row per slot; reading a full-context prompt touches the masks and
+    a micro-batch's work tensors, and flash attention (always planned) keeps no score buffer
+    (measured at 512-8192 tokens on three models, bench/plan_accuracy.py). Slots do not widen
+    the masks: each slot's stream attends to its own n_ctx, and a micro-batch's tokens are split
+    between the streams."""
     ubatch = min(shape.n_ubatch, shape.n_ctx)
     masks = shape.n_ctx * ubatch * 4 * (2 if model.swa_layers else 1)
     work = ubatch * (2 * model.embedding + model.feed_forward) * 4
-    scores = 0 if shape.flash_attn else shape.n_ctx * ubatch * model.heads * 4
-    return scores + scores // 2 + masks + work + model.vocab * 4 * shape.n_parallel
+    return masks + work + model.vocab * 4 * shape.n_parallel
 
 
 def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
@@ -192,7 +189,7 @@ def make_plan(facts: HostFacts, profile: Profile, model: ModelFacts,
         "kv_cache_type": Choice(shape.kv_type, "f16 keeps answers exact" if shape.kv_type == "f16"
                                 else "q8_0 halves the KV cache to fit memory (needs flash "
                                      "attention)"),
-        "flash_attn": Choice(shape.flash_attn, _flash_reason(shape)),
+        "flash_attn": Choice(True, _flash_reason(shape)),
         "use_mmap": Choice(True, "map the model file: it loads in a moment and its pages are "
                                  "shared with the page cache"),
         "use_mlock": _mlock(facts, memory),
